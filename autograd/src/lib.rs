@@ -1,0 +1,1 @@
+//! Tape-based reverse-mode automatic differentiation (work in progress: see the issues).

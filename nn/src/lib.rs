@@ -1,0 +1,1 @@
+//! Neural-network layers and optimisers (work in progress: see the issues).

@@ -1,0 +1,326 @@
+//! A safe, strided GEMM: `C = alpha * A * B + beta * C` on `matrixmultiply::sgemm`.
+//!
+//! `matrixmultiply` takes raw pointers and signed strides. This module wraps them in
+//! two small view types, [`MatRef`] and [`MatMut`], that check once, when they are
+//! built, that every element they describe lies inside their slice (and, for the
+//! output, that no two elements share a place). After that, [`gemm`] can call the
+//! `unsafe` kernel knowing the kernel only touches memory the views own.
+//!
+//! Because a view carries strides, a transposed matrix is just a view with its
+//! row and column strides swapped: [`MatRef::t`]. Nothing is copied.
+//!
+//! [`gemm`] runs on the calling thread. [`gemm_parallel`] splits C into column or
+//! row blocks and runs one `gemm` per block on rayon's pool, so the engine scales
+//! with the pool rather than with `matrixmultiply`'s own (4-thread) pool.
+
+use rayon::prelude::*;
+
+/// A read-only matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+/// A writable matrix view whose elements are all distinct places in `data`.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+/// One past the largest index a `rows x cols` view with strides `(rs, cs)` reads.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+impl<'a> MatRef<'a> {
+    /// A view of `data` as a `rows x cols` matrix with row stride `rs` and column
+    /// stride `cs` (in elements; 0 repeats a row or column).
+    ///
+    /// # Panics
+    /// If the view reaches past the end of `data`: a bug in the caller.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        assert!(
+            extent(rows, cols, rs, cs) <= data.len(),
+            "MatRef: a {rows}x{cols} view with strides ({rs}, {cs}) does not fit in {} elements",
+            data.len()
+        );
+        MatRef { data, rows, cols, rs, cs }
+    }
+
+    /// A dense row-major `rows x cols` view.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose, as a view (strides swapped).
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Rows `start..start + len`, as a view.
+    pub fn rows_range(self, start: usize, len: usize) -> Self {
+        assert!(start + len <= self.rows);
+        let off = if len == 0 { 0 } else { start * self.rs };
+        MatRef::new(&self.data[off..], len, self.cols, self.rs, self.cs)
+    }
+
+    /// Columns `start..start + len`, as a view.
+    pub fn cols_range(self, start: usize, len: usize) -> Self {
+        assert!(start + len <= self.cols);
+        let off = if len == 0 { 0 } else { start * self.cs };
+        MatRef::new(&self.data[off..], self.rows, len, self.rs, self.cs)
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+impl<'a> MatMut<'a> {
+    /// A writable `rows x cols` view of `data` with strides `(rs, cs)`.
+    ///
+    /// # Panics
+    /// If the view reaches past `data`, or if two elements would share a place
+    /// (the strides must be those of a row-major or column-major layout, possibly
+    /// with padding): a bug in the caller.
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        assert!(
+            extent(rows, cols, rs, cs) <= data.len(),
+            "MatMut: a {rows}x{cols} view with strides ({rs}, {cs}) does not fit in {} elements",
+            data.len()
+        );
+        let distinct = rows <= 1 && (cols <= 1 || cs >= 1)
+            || cols <= 1 && rs >= 1
+            || cs >= 1 && rs >= cols * cs
+            || rs >= 1 && cs >= rows * rs;
+        assert!(distinct, "MatMut: strides ({rs}, {cs}) alias elements of a {rows}x{cols} view");
+        MatMut { data, rows, cols, rs, cs }
+    }
+
+    /// A dense row-major `rows x cols` view.
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+}
+
+/// `C = alpha * A * B + beta * C` on the calling thread. With `beta == 0`, C's old
+/// contents are ignored (even NaN).
+///
+/// # Panics
+/// If the shapes do not agree (`A: m x k`, `B: k x n`, `C: m x n`): callers check
+/// shapes and return a `TensorError` before they get here.
+pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k && c.rows == m && c.cols == n,
+        "gemm: {}x{} * {}x{} -> {}x{}",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols,
+        c.rows,
+        c.cols
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // matrixmultiply would scale C by beta; do it here and skip the pointers.
+        for i in 0..m {
+            for j in 0..n {
+                let x = &mut c.data[i * c.rs + j * c.cs];
+                *x = if beta == 0.0 { 0.0 } else { beta * *x };
+            }
+        }
+        return;
+    }
+    // SAFETY: `MatRef::new`/`MatMut::new` checked that every index
+    // `i * rs + j * cs` (i < rows, j < cols) is inside the view's slice, the shape
+    // check above makes the kernel read exactly A[m x k] and B[k x n] and write
+    // exactly C[m x n], and `MatMut::new` checked that C's elements are distinct, as
+    // sgemm requires. A and B are shared borrows and C a unique one, so C cannot
+    // overlap A or B. Strides are at most the slice length, so they fit in isize.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.rs as isize,
+            c.cs as isize,
+        );
+    }
+}
+
+/// Flops below which [`gemm_parallel`] stays on one thread.
+const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+
+/// Columns (or rows) per block below which splitting stops paying.
+const MIN_BLOCK: usize = 64;
+
+/// `C = alpha * A * B + beta * C` for a dense row-major C, split over rayon's pool.
+///
+/// C is cut along its longer side into about one block per thread (times 2, for
+/// balance when a core is busy); each block is an independent `gemm` that packs
+/// its own part of the longer operand and the whole of the shorter one.
+pub fn gemm_parallel(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(c.len(), m * n, "gemm_parallel: C must be a dense {m}x{n} buffer");
+    let threads = rayon::current_num_threads();
+    if threads == 1 || 2 * m * n * k < PARALLEL_MIN_FLOPS || m.max(n) < 2 * MIN_BLOCK {
+        gemm(alpha, a, b, beta, MatMut::row_major(c, m, n));
+        return;
+    }
+    let blocks = (threads * 2).min(m.max(n) / MIN_BLOCK);
+    if m >= n {
+        // Row blocks of a row-major C are contiguous chunks.
+        let rows = m.div_ceil(blocks);
+        c.par_chunks_mut(rows * n).enumerate().for_each(|(i, cb)| {
+            let r = cb.len() / n;
+            gemm(alpha, a.rows_range(i * rows, r), b, beta, MatMut::row_major(cb, r, n));
+        });
+    } else {
+        // Column blocks are interleaved in memory; each task writes its own
+        // columns through a view of the whole buffer, described by `ColumnBlocks`.
+        let cols = n.div_ceil(blocks).next_multiple_of(16);
+        let nblocks = n.div_ceil(cols);
+        let shared = ColumnBlocks::new(c);
+        (0..nblocks).into_par_iter().for_each(|j| {
+            let j0 = j * cols;
+            let w = cols.min(n - j0);
+            // SAFETY: see `ColumnBlocks::block`: blocks j differ, so their column
+            // ranges j0..j0 + w are disjoint.
+            let cb = unsafe { shared.block(m, n, j0, w) };
+            gemm(alpha, a, b.cols_range(j0, w), beta, cb);
+        });
+    }
+}
+
+/// A dense row-major buffer that parallel tasks write in disjoint column blocks.
+struct ColumnBlocks {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: `ColumnBlocks` is only a pointer to a buffer that the creating function
+// borrows mutably for the whole parallel section; tasks write disjoint elements.
+unsafe impl Sync for ColumnBlocks {}
+
+impl ColumnBlocks {
+    fn new(c: &mut [f32]) -> Self {
+        ColumnBlocks {
+            ptr: c.as_mut_ptr(),
+            len: c.len(),
+        }
+    }
+
+    /// Columns `j0..j0 + w` of the `m x n` row-major buffer, as a view.
+    ///
+    /// # Safety
+    /// Views handed out at the same time must have disjoint column ranges, and the
+    /// buffer must outlive them. Then no element is reachable through two views,
+    /// because a view of columns `j0..j0 + w` only reaches indices `i * n + j` with
+    /// `j0 <= j < j0 + w`, which `MatMut` (strides `(n, 1)`, `w` columns) enforces.
+    /// The slice given to `MatMut` spans other blocks' columns too, but `gemm`
+    /// reads and writes only through the view's indices.
+    unsafe fn block(&self, m: usize, n: usize, j0: usize, w: usize) -> MatMut<'_> {
+        debug_assert!(j0 + w <= n && m * n == self.len);
+        let start = j0;
+        let len = self.len - start;
+        // SAFETY: `start <= len` of the allocation, and the caller keeps the
+        // columns that different views touch disjoint (see above).
+        let data = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) };
+        MatMut::new(data, m, w, n, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum::<f64>() as f32;
+            }
+        }
+        c
+    }
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len).map(|i| ((((i as u32).wrapping_mul(2654435761) ^ seed) >> 16) % 17) as f32 - 8.0).collect()
+    }
+
+    #[test]
+    fn gemm_matches_naive_with_transposed_views() {
+        let (m, k, n) = (5, 7, 3);
+        let a = data(m * k, 1);
+        let b = data(k * n, 2);
+        let want = naive(&a, &b, m, k, n);
+        // A stored transposed: at[p, i] = a[i, p].
+        let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();
+        let mut c = vec![f32::NAN; m * n];
+        gemm(1.0, MatRef::row_major(&at, k, m).t(), MatRef::row_major(&b, k, n), 0.0, MatMut::row_major(&mut c, m, n));
+        assert_eq!(c, want);
+    }
+
+    #[test]
+    fn parallel_blocks_match_naive_both_ways() {
+        for &(m, k, n) in &[(300, 40, 150), (90, 50, 700), (7, 3, 5)] {
+            let a = data(m * k, 3);
+            let b = data(k * n, 4);
+            let want = naive(&a, &b, m, k, n);
+            let mut c = vec![1.0; m * n];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+            pool.install(|| gemm_parallel(1.0, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, &mut c));
+            assert_eq!(c, want, "{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn views_outside_the_slice_are_refused() {
+        let d = [0.0; 5];
+        MatRef::new(&d, 2, 3, 3, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "alias")]
+    fn aliasing_outputs_are_refused() {
+        let mut d = [0.0; 9];
+        MatMut::new(&mut d, 2, 3, 1, 1);
+    }
+}
