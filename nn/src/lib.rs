@@ -1,1 +1,3 @@
-//! Neural-network layers and optimisers (work in progress: see the issues).
+//! Neural-network layers, optimisers and checkpoints (in progress: see the issues).
+
+pub mod safetensors;

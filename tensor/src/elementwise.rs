@@ -100,7 +100,12 @@ impl Tensor {
 
     /// Combines `self` and `other` element by element after broadcasting them to a
     /// common shape. `op` names the caller in errors.
-    pub fn zip_map(&self, other: &Tensor, op: &'static str, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Tensor> {
+    pub fn zip_map(
+        &self,
+        other: &Tensor,
+        op: &'static str,
+        f: impl Fn(f32, f32) -> f32 + Sync,
+    ) -> Result<Tensor> {
         if self.shape() == other.shape() {
             if let (Some(a), Some(b)) = (self.as_slice(), other.as_slice()) {
                 return Ok(Tensor::from_contiguous(zip_slices(a, b, f), self.shape()));
@@ -241,7 +246,15 @@ impl Tensor {
         if lo > hi || lo.is_nan() || hi.is_nan() {
             return Err(invalid("clamp", format!("empty interval [{lo}, {hi}]")));
         }
-        Ok(self.map(|x| if x < lo { lo } else if x > hi { hi } else { x }))
+        Ok(self.map(|x| {
+            if x < lo {
+                lo
+            } else if x > hi {
+                hi
+            } else {
+                x
+            }
+        }))
     }
 
     // ----- unary ------------------------------------------------------------------

@@ -55,7 +55,10 @@ impl fmt::Display for TensorError {
                 write!(f, "{op}: axis {axis} is out of range for a tensor of rank {rank}")
             }
             TensorError::ElementCount { op, expected, got } => {
-                write!(f, "{op}: the shape needs {expected} elements but {got} were given")
+                write!(
+                    f,
+                    "{op}: the shape needs {expected} elements but {got} were given"
+                )
             }
             TensorError::InvalidArgument { op, msg } => write!(f, "{op}: {msg}"),
         }

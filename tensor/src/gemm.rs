@@ -56,7 +56,13 @@ impl<'a> MatRef<'a> {
             "MatRef: a {rows}x{cols} view with strides ({rs}, {cs}) does not fit in {} elements",
             data.len()
         );
-        MatRef { data, rows, cols, rs, cs }
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
     }
 
     /// A dense row-major `rows x cols` view.
@@ -117,8 +123,17 @@ impl<'a> MatMut<'a> {
             || cols <= 1 && rs >= 1
             || cs >= 1 && rs >= cols * cs
             || rs >= 1 && cs >= rows * rs;
-        assert!(distinct, "MatMut: strides ({rs}, {cs}) alias elements of a {rows}x{cols} view");
-        MatMut { data, rows, cols, rs, cs }
+        assert!(
+            distinct,
+            "MatMut: strides ({rs}, {cs}) alias elements of a {rows}x{cols} view"
+        );
+        MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
     }
 
     /// A dense row-major `rows x cols` view.
@@ -209,7 +224,13 @@ pub fn gemm_parallel(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
         let rows = m.div_ceil(blocks);
         c.par_chunks_mut(rows * n).enumerate().for_each(|(i, cb)| {
             let r = cb.len() / n;
-            gemm(alpha, a.rows_range(i * rows, r), b, beta, MatMut::row_major(cb, r, n));
+            gemm(
+                alpha,
+                a.rows_range(i * rows, r),
+                b,
+                beta,
+                MatMut::row_major(cb, r, n),
+            );
         });
     } else {
         // Column blocks are interleaved in memory; each task writes its own
@@ -274,14 +295,18 @@ mod tests {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
-                c[i * n + j] = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum::<f64>() as f32;
+                c[i * n + j] = (0..k)
+                    .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                    .sum::<f64>() as f32;
             }
         }
         c
     }
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| ((((i as u32).wrapping_mul(2654435761) ^ seed) >> 16) % 17) as f32 - 8.0).collect()
+        (0..len)
+            .map(|i| ((((i as u32).wrapping_mul(2654435761) ^ seed) >> 16) % 17) as f32 - 8.0)
+            .collect()
     }
 
     #[test]
@@ -293,7 +318,13 @@ mod tests {
         // A stored transposed: at[p, i] = a[i, p].
         let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();
         let mut c = vec![f32::NAN; m * n];
-        gemm(1.0, MatRef::row_major(&at, k, m).t(), MatRef::row_major(&b, k, n), 0.0, MatMut::row_major(&mut c, m, n));
+        gemm(
+            1.0,
+            MatRef::row_major(&at, k, m).t(),
+            MatRef::row_major(&b, k, n),
+            0.0,
+            MatMut::row_major(&mut c, m, n),
+        );
         assert_eq!(c, want);
     }
 
@@ -305,7 +336,15 @@ mod tests {
             let want = naive(&a, &b, m, k, n);
             let mut c = vec![1.0; m * n];
             let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-            pool.install(|| gemm_parallel(1.0, MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, &mut c));
+            pool.install(|| {
+                gemm_parallel(
+                    1.0,
+                    MatRef::row_major(&a, m, k),
+                    MatRef::row_major(&b, k, n),
+                    0.0,
+                    &mut c,
+                )
+            });
             assert_eq!(c, want, "{m}x{k}x{n}");
         }
     }

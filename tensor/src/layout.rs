@@ -25,8 +25,16 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
-        let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+        let da = if i < rank - a.len() {
+            1
+        } else {
+            a[i - (rank - a.len())]
+        };
+        let db = if i < rank - b.len() {
+            1
+        } else {
+            b[i - (rank - b.len())]
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -281,7 +289,10 @@ impl Layout {
         if self.shape[axis] != 1 {
             return Err(invalid(
                 "squeeze",
-                format!("axis {axis} of shape {:?} has size {}, not 1", self.shape, self.shape[axis]),
+                format!(
+                    "axis {axis} of shape {:?} has size {}, not 1",
+                    self.shape, self.shape[axis]
+                ),
             ));
         }
         let mut out = self.clone();

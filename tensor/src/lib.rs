@@ -12,11 +12,17 @@
 //! Every fallible op returns [`Result`] with a [`TensorError`] that names the op
 //! and the shapes involved.
 
+pub mod conv;
 pub mod elementwise;
 pub mod error;
 pub mod gemm;
+pub mod group_norm;
+pub mod join;
 pub mod layout;
 pub mod math;
+pub mod matmul;
+pub mod reduce;
+pub mod resample;
 mod strided;
 mod tensor;
 

@@ -92,7 +92,10 @@ impl Tensor {
     /// The 1-D tensor `start, start + step, ...` up to (not including) `end`.
     pub fn arange_step(start: f32, end: f32, step: f32) -> Result<Self> {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
-            return Err(invalid("arange_step", format!("bad range {start}..{end} step {step}")));
+            return Err(invalid(
+                "arange_step",
+                format!("bad range {start}..{end} step {step}"),
+            ));
         }
         let n = ((end - start) / step).ceil().max(0.0) as usize;
         let data: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
@@ -111,8 +114,8 @@ impl Tensor {
 
     /// Samples each element from a normal distribution `N(mean, std^2)`.
     pub fn rand_normal<R: Rng + ?Sized>(shape: &[usize], mean: f32, std: f32, rng: &mut R) -> Result<Self> {
-        let dist = Normal::new(mean, std)
-            .map_err(|e| invalid("rand_normal", format!("bad std {std}: {e}")))?;
+        let dist =
+            Normal::new(mean, std).map_err(|e| invalid("rand_normal", format!("bad std {std}: {e}")))?;
         let data = (0..shape.iter().product()).map(|_| dist.sample(rng)).collect();
         Ok(Self::from_contiguous(data, shape))
     }
@@ -256,7 +259,10 @@ impl Tensor {
     /// The transpose of a matrix: swaps the last two axes (a view).
     pub fn t(&self) -> Result<Self> {
         if self.rank() < 2 {
-            return Err(invalid("t", format!("needs rank >= 2, shape is {:?}", self.shape())));
+            return Err(invalid(
+                "t",
+                format!("needs rank >= 2, shape is {:?}", self.shape()),
+            ));
         }
         self.transpose(self.rank() - 2, self.rank() - 1)
     }

@@ -1,0 +1,1 @@
+//! Data sets (placeholder, being written).

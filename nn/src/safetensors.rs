@@ -1,0 +1,1 @@
+//! Safetensors checkpoints (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Group normalisation kernels (placeholder)

@@ -1,0 +1,1 @@
+//! Concat, split and index-select (placeholder)
