@@ -1,1 +1,210 @@
-fn main() {}
+//! The benchmark table in seconds, for people who do not want criterion's full run.
+//!
+//! ```text
+//! cargo run --release --bin quickbench                # matmul and conv tables
+//! cargo run --release --bin quickbench -- conv --reps 9
+//! cargo run --release --features mm-threading --bin quickbench -- raw-threaded
+//! ```
+//!
+//! Every figure is GFLOP/s, the median of `--reps` timed runs after one warm-up,
+//! at 1 thread and at all cores (rayon pools of that size). Matmul counts
+//! `2 m k n` flops; a 3x3 convolution `2 B Cout H W Cin 9` forward and twice that
+//! for the backward pair (input and weight gradients).
+//!
+//! `raw-threaded` times bare `matrixmultiply::sgemm` with its own thread pool
+//! (`MATMUL_NUM_THREADS`, default all cores, at most 4): it needs the
+//! `mm-threading` feature, which turns that pool on for every sgemm call in the
+//! process, so it runs alone, in a build of its own.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use tensor::conv::{conv2d_backward, Conv2dParams};
+use tensor::Tensor;
+
+/// Median seconds of `reps` runs of `f`, after one untimed warm-up run.
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// GFLOP/s of `f` (which does `flops` floating-point operations) on `threads` threads.
+fn gflops(threads: usize, reps: usize, flops: f64, f: impl FnMut() + Send) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    pool.install(|| flops / median_secs(reps, f) / 1e9)
+}
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Tensor::rand_uniform(shape, -1.0, 1.0, &mut rng).expect("valid interval")
+}
+
+/// Bare `matrixmultiply::sgemm` on dense row-major operands: the reference.
+fn raw_sgemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
+    // SAFETY: the assert above shows that A (m x k, strides (k, 1)), B (k x n,
+    // strides (n, 1)) and C (m x n, strides (n, 1)) lie inside their slices;
+    // C is a unique borrow, so it aliases neither A nor B nor itself.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+/// The products the table reports: squares, then the U-Net's im2col shapes.
+const MATMUL_SHAPES: [(usize, usize, usize); 8] = [
+    (128, 128, 128),
+    (256, 256, 256),
+    (512, 512, 512),
+    (1024, 1024, 1024),
+    (2048, 2048, 2048),
+    (32, 288, 50176),
+    (64, 576, 12544),
+    (64, 576, 3136),
+];
+
+/// The five batch-64 3x3 convolutions of the U-Net: `[B, Cin, H, W] -> Cout`.
+const CONV_SHAPES: [([usize; 4], usize); 5] = [
+    ([64, 32, 28, 28], 32),
+    ([64, 64, 14, 14], 64),
+    ([64, 64, 7, 7], 64),
+    ([64, 96, 28, 28], 32),
+    ([64, 32, 14, 14], 64),
+];
+
+fn matmul_table(all: usize, reps: usize) {
+    println!("\n## matmul (GFLOP/s; ours = Tensor::matmul, raw = bare matrixmultiply::sgemm)\n");
+    println!("| m x k x n | raw, 1 thread | ours, 1 thread | ours/raw | ours, {all} threads | scaling |");
+    println!("|---|---|---|---|---|---|");
+    for &(m, k, n) in &MATMUL_SHAPES {
+        let flops = 2.0 * (m * k * n) as f64;
+        let reps = if flops > 4e9 { reps.min(3) } else { reps };
+        let (a, b) = (random(&[m, k], 1), random(&[k, n], 2));
+        let (av, bv) = (a.to_vec(), b.to_vec());
+        let mut c = vec![0.0; m * n];
+        let raw = gflops(1, reps, flops, || raw_sgemm(&av, &bv, &mut c, m, k, n));
+        let one = gflops(1, reps, flops, || drop(a.matmul(&b).expect("shapes agree")));
+        let many = gflops(all, reps, flops, || drop(a.matmul(&b).expect("shapes agree")));
+        println!(
+            "| {m}x{k}x{n} | {raw:.1} | {one:.1} | {:.2} | {many:.1} | {:.2}x |",
+            one / raw,
+            many / one
+        );
+    }
+}
+
+fn conv_table(all: usize, reps: usize) {
+    println!("\n## conv2d 3x3, stride 1, padding 1 (GFLOP/s)\n");
+    println!("| input -> Cout | fwd, 1 thread | fwd, {all} | fwd+bwd, 1 thread | fwd+bwd, {all} | scaling (fwd+bwd) |");
+    println!("|---|---|---|---|---|---|");
+    let params = Conv2dParams { stride: 1, padding: 1 };
+    for &(shape, cout) in &CONV_SHAPES {
+        let [b, cin, h, w] = shape;
+        let x = random(&shape, 3);
+        let wt = random(&[cout, cin, 3, 3], 4);
+        let bias = random(&[cout], 5);
+        let fwd_flops = 2.0 * (b * cout * h * w * cin * 9) as f64;
+        let forward = || drop(x.conv2d(&wt, Some(&bias), params).expect("valid conv"));
+        let both = || {
+            let y = x.conv2d(&wt, Some(&bias), params).expect("valid conv");
+            drop(conv2d_backward(&x, &wt, &y, params, true).expect("valid conv"));
+        };
+        let f1 = gflops(1, reps, fwd_flops, forward);
+        let fa = gflops(all, reps, fwd_flops, forward);
+        let b1 = gflops(1, reps, 3.0 * fwd_flops, both);
+        let ba = gflops(all, reps, 3.0 * fwd_flops, both);
+        println!(
+            "| {shape:?} -> {cout} | {f1:.1} | {fa:.1} | {b1:.1} | {ba:.1} | {:.2}x |",
+            ba / b1
+        );
+    }
+}
+
+fn raw_threaded_table(reps: usize) {
+    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "all cores (max 4)".into());
+    println!("\n## raw matrixmultiply::sgemm with its own pool (MATMUL_NUM_THREADS = {threads})\n");
+    println!("| m x k x n | GFLOP/s |");
+    println!("|---|---|");
+    for &(m, k, n) in &MATMUL_SHAPES {
+        let flops = 2.0 * (m * k * n) as f64;
+        let reps = if flops > 4e9 { reps.min(3) } else { reps };
+        let (av, bv) = (random(&[m, k], 1).to_vec(), random(&[k, n], 2).to_vec());
+        let mut c = vec![0.0; m * n];
+        let g = flops / median_secs(reps, || raw_sgemm(&av, &bv, &mut c, m, k, n)) / 1e9;
+        println!("| {m}x{k}x{n} | {g:.1} |");
+    }
+}
+
+const USAGE: &str = "usage: quickbench [matmul|conv|all|raw-threaded] [--reps N] [--threads N]";
+
+fn main() {
+    let mut what = "all".to_string();
+    let mut reps = 5;
+    let mut all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> usize {
+            match args.next().map(|v| v.parse::<usize>()) {
+                Some(Ok(v)) if v > 0 => v,
+                _ => {
+                    eprintln!("quickbench: {name} needs a positive integer\n{USAGE}");
+                    std::process::exit(2)
+                }
+            }
+        };
+        match arg.as_str() {
+            "--reps" => reps = number("--reps"),
+            "--threads" => all = number("--threads"),
+            "matmul" | "conv" | "all" | "raw-threaded" => what = arg,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
+            _ => {
+                eprintln!("quickbench: unknown argument {arg:?}\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+    println!("# quickbench: {all} threads available, median of {reps} runs");
+    if what == "raw-threaded" {
+        if !cfg!(feature = "mm-threading") {
+            eprintln!("quickbench: raw-threaded needs `--features mm-threading`");
+            std::process::exit(2);
+        }
+        raw_threaded_table(reps);
+        return;
+    }
+    if cfg!(feature = "mm-threading") {
+        eprintln!("quickbench: built with mm-threading, our own sgemm calls would nest pools; run raw-threaded");
+        std::process::exit(2);
+    }
+    if what == "matmul" || what == "all" {
+        matmul_table(all, reps);
+    }
+    if what == "conv" || what == "all" {
+        conv_table(all, reps);
+    }
+}

@@ -1,3 +1,22 @@
-//! Neural-network layers, optimisers and checkpoints (in progress: see the issues).
+//! Neural-network building blocks on top of `autograd`.
+//!
+//! - [`Module`]: a forward pass plus hierarchically named parameters.
+//! - [`layers`]: `Linear`, `Conv2d`, `GroupNorm`, `SiLU`, `Dropout`,
+//!   `SelfAttention`, `Upsample`, `Embedding`.
+//! - [`init`]: Kaiming-uniform, variance-scaling and zero initialisers.
+//! - [`optim`]: SGD with momentum, Adam and AdamW, gradient-norm clipping,
+//!   warm-up + cosine learning rates, and an EMA of the weights.
+//! - [`checkpoint`]: a model's named parameters to and from a file.
+//! - [`safetensors`]: checkpoints in the safetensors format, atomic saves.
+//! - [`lenet`]: a small digit classifier (the MNIST example trains it; the DDPM
+//!   evaluation uses its features).
 
+pub mod checkpoint;
+pub mod init;
+pub mod layers;
+pub mod lenet;
+pub mod module;
+pub mod optim;
 pub mod safetensors;
+
+pub use module::Module;

@@ -8,7 +8,7 @@
 //!
 //! Both have a contiguous fast path (a plain loop over slices, which the compiler
 //! vectorises because each function is generic and inlined) and a strided path
-//! (see [`crate::strided`]). Work above [`PARALLEL_MIN_ELEMENTS`] is split across
+//! (see `strided.rs`). Work above `PARALLEL_MIN_ELEMENTS` (32768) is split across
 //! rayon's threads in large chunks.
 
 use rayon::prelude::*;

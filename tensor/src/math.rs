@@ -36,7 +36,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     // k is in [-150, 128]: build 2^k as 2^k1 * 2^k2 with both halves normal
     // floats, so results near overflow and in the subnormal range stay right.

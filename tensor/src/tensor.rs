@@ -104,8 +104,9 @@ impl Tensor {
 
     /// Samples each element uniformly from `[low, high)`.
     pub fn rand_uniform<R: Rng + ?Sized>(shape: &[usize], low: f32, high: f32, rng: &mut R) -> Result<Self> {
-        if !(low < high) {
-            return Err(invalid("rand_uniform", format!("empty interval [{low}, {high})")));
+        // Written so that NaN bounds fail too.
+        if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) || !(high - low).is_finite() {
+            return Err(invalid("rand_uniform", format!("empty or unbounded interval [{low}, {high})")));
         }
         let dist = Uniform::new(low, high);
         let data = (0..shape.iter().product()).map(|_| dist.sample(rng)).collect();
@@ -161,6 +162,12 @@ impl Tensor {
     /// The whole shared storage (not only the part this view sees).
     pub fn storage(&self) -> &[f32] {
         &self.storage
+    }
+
+    /// How many tensors (views and clones) share this tensor's storage: a way to
+    /// check that nothing else still holds on to a buffer.
+    pub fn storage_share_count(&self) -> usize {
+        Arc::strong_count(&self.storage)
     }
 
     /// The elements as one row-major slice, when the tensor is contiguous.
@@ -220,13 +227,6 @@ impl Tensor {
             storage: Arc::clone(&self.storage),
             layout,
         }
-    }
-
-    /// A view of the same storage under a new layout. The caller guarantees the
-    /// layout stays inside the storage; used by kernels that build views.
-    pub(crate) fn view(&self, layout: Layout) -> Self {
-        debug_assert!(layout.storage_end() <= self.storage.len());
-        self.with_layout(layout)
     }
 
     /// The same elements under a new shape. A view when the strides allow it,

@@ -1,0 +1,40 @@
+//! Matrix products. With `C = A B` (batched over leading axes, which broadcast):
+//!
+//! ```text
+//! dA = dC B^T    dB = A^T dC
+//! ```
+//! each summed over the batch axes the operand was broadcast along. Transposes
+//! are views, so neither product copies an operand.
+
+use tensor::Result;
+
+use crate::Var;
+
+impl Var {
+    /// The matrix product of the last two axes, batch axes broadcasting. Operands
+    /// must have rank >= 2 (a vector is a `[1, n]` or `[n, 1]` matrix: `unsqueeze`).
+    pub fn matmul(&self, other: &Var) -> Result<Var> {
+        if self.rank() < 2 || other.rank() < 2 {
+            return Err(tensor::TensorError::ShapeMismatch {
+                op: "matmul",
+                lhs: self.shape().to_vec(),
+                rhs: other.shape().to_vec(),
+            });
+        }
+        let c = self.value().matmul(other.value())?;
+        let (a, b) = (self.clone(), other.clone());
+        Ok(Var::from_op(c, "matmul", &[self, other], move |g| {
+            let da = if a.requires_grad() {
+                Some(g.matmul(&b.value().t()?)?.sum_to_shape(a.shape())?)
+            } else {
+                None
+            };
+            let db = if b.requires_grad() {
+                Some(a.value().t()?.matmul(g)?.sum_to_shape(b.shape())?)
+            } else {
+                None
+            };
+            Ok(vec![da, db])
+        }))
+    }
+}

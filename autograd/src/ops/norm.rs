@@ -1,0 +1,27 @@
+//! Group normalisation (Wu and He 2018), on the tensor crate's kernels.
+//!
+//! Per image and group of channels, with `N` elements, `xhat = (x - mean) * rstd`
+//! and `y = xhat * gamma[c] + beta[c]`. Backward (`g = dL/dy`, `dxhat = g gamma`):
+//!
+//! ```text
+//! dx     = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))   (means over the group)
+//! dgamma = sum over images and pixels of g * xhat
+//! dbeta  = sum over images and pixels of g
+//! ```
+
+use tensor::group_norm::{group_norm_backward, group_norm_forward};
+use tensor::Result;
+
+use crate::Var;
+
+impl Var {
+    /// Group norm of `[B, C, ...]` with `groups` groups and per-channel `gamma`, `beta`.
+    pub fn group_norm(&self, groups: usize, gamma: &Var, beta: &Var, eps: f32) -> Result<Var> {
+        let (y, saved) = group_norm_forward(self.value(), groups, gamma.value(), beta.value(), eps)?;
+        let (x, gm) = (self.value().clone(), gamma.value().clone());
+        Ok(Var::from_op(y, "group_norm", &[self, gamma, beta], move |g| {
+            let (dx, dgamma, dbeta) = group_norm_backward(g, &x, &saved, groups, &gm)?;
+            Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
+        }))
+    }
+}

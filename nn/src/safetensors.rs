@@ -1,1 +1,0 @@
-//! Safetensors checkpoints (placeholder, being written).

@@ -1,0 +1,630 @@
+//! Convolution and upsampling kernels against naive loops: forward, both
+//! gradients, finite differences, adjoint identities, thread-count independence and
+//! the errors for bad shapes.
+
+use proptest::prelude::*;
+use tensor::conv::{conv2d_backward, conv2d_backward_input, conv2d_backward_weight, Conv2dParams};
+use tensor::{Tensor, TensorError};
+
+/// Sizes of one convolution test case.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Case {
+    fn params(&self) -> Conv2dParams {
+        Conv2dParams {
+            stride: self.stride,
+            padding: self.pad,
+        }
+    }
+    fn oh(&self) -> usize {
+        (self.h + 2 * self.pad - self.kh) / self.stride + 1
+    }
+    fn ow(&self) -> usize {
+        (self.w + 2 * self.pad - self.kw) / self.stride + 1
+    }
+    fn x_shape(&self) -> [usize; 4] {
+        [self.b, self.cin, self.h, self.w]
+    }
+    fn w_shape(&self) -> [usize; 4] {
+        [self.cout, self.cin, self.kh, self.kw]
+    }
+    fn y_shape(&self) -> [usize; 4] {
+        [self.b, self.cout, self.oh(), self.ow()]
+    }
+    /// Input pixel `(ih, iw)` read by output `(i, j)` at kernel offset `(u, v)`, if
+    /// it is inside the image.
+    fn source(&self, i: usize, j: usize, u: usize, v: usize) -> Option<(usize, usize)> {
+        let ih = (i * self.stride + u).checked_sub(self.pad)?;
+        let iw = (j * self.stride + v).checked_sub(self.pad)?;
+        (ih < self.h && iw < self.w).then_some((ih, iw))
+    }
+    /// Calls `f(x_index, w_index, y_index)` for every multiply of the convolution.
+    fn for_each_term(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (oh, ow) = (self.oh(), self.ow());
+        for b in 0..self.b {
+            for o in 0..self.cout {
+                for i in 0..oh {
+                    for j in 0..ow {
+                        let yi = ((b * self.cout + o) * oh + i) * ow + j;
+                        for c in 0..self.cin {
+                            for u in 0..self.kh {
+                                for v in 0..self.kw {
+                                    if let Some((ih, iw)) = self.source(i, j, u, v) {
+                                        let xi = ((b * self.cin + c) * self.h + ih) * self.w + iw;
+                                        let wi = ((o * self.cin + c) * self.kh + u) * self.kw + v;
+                                        f(xi, wi, yi);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn data(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::from_vec(data(shape.iter().product(), seed), shape).unwrap()
+}
+
+/// The same values as `tensor(shape, seed)`, as a non-contiguous view: stored as
+/// `[B, H, W, C]` and permuted back to `[B, C, H, W]`.
+fn permuted(shape: [usize; 4], seed: u64) -> Tensor {
+    let t = tensor(&shape, seed);
+    let nhwc = Tensor::from_vec(
+        t.permute(&[0, 2, 3, 1]).unwrap().to_vec(),
+        &[shape[0], shape[2], shape[3], shape[1]],
+    );
+    let view = nhwc.unwrap().permute(&[0, 3, 1, 2]).unwrap();
+    assert_eq!(view.to_vec(), t.to_vec());
+    view
+}
+
+/// The same values as `tensor(shape, seed)`, as a narrowed (non-contiguous) view.
+fn narrowed(shape: [usize; 4], seed: u64) -> Tensor {
+    let t = tensor(&shape, seed);
+    let mut wide = shape;
+    wide[3] += 2;
+    let mut big = vec![0.0; wide.iter().product()];
+    let v = t.to_vec();
+    for (r, row) in v.chunks(shape[3].max(1)).enumerate() {
+        big[r * wide[3] + 1..][..row.len()].copy_from_slice(row);
+    }
+    let view = Tensor::from_vec(big, &wide)
+        .unwrap()
+        .narrow(3, 1, shape[3])
+        .unwrap();
+    assert_eq!(view.to_vec(), v);
+    view
+}
+
+fn naive_forward(c: &Case, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (oh, ow) = (c.oh(), c.ow());
+    let mut y: Vec<f64> = (0..c.b * c.cout * oh * ow)
+        .map(|yi| bias.map_or(0.0, |b| b[(yi / (oh * ow)) % c.cout] as f64))
+        .collect();
+    c.for_each_term(|xi, wi, yi| y[yi] += x[xi] as f64 * w[wi] as f64);
+    y.into_iter().map(|v| v as f32).collect()
+}
+
+/// `dx[x] = sum over the terms reading x of w * dy`.
+fn naive_dx(c: &Case, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0.0f64; c.b * c.cin * c.h * c.w];
+    c.for_each_term(|xi, wi, yi| dx[xi] += w[wi] as f64 * dy[yi] as f64);
+    dx.into_iter().map(|v| v as f32).collect()
+}
+
+/// `dW[w] = sum over the terms using w of x * dy`.
+fn naive_dw(c: &Case, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut dw = vec![0.0f64; c.cout * c.cin * c.kh * c.kw];
+    c.for_each_term(|xi, wi, yi| dw[wi] += x[xi] as f64 * dy[yi] as f64);
+    dw.into_iter().map(|v| v as f32).collect()
+}
+
+fn naive_db(c: &Case, dy: &[f32]) -> Vec<f32> {
+    let plane = c.oh() * c.ow();
+    let mut db = vec![0.0f64; c.cout];
+    for (i, &v) in dy.iter().enumerate() {
+        db[(i / plane) % c.cout] += v as f64;
+    }
+    db.into_iter().map(|v| v as f32).collect()
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w}"
+        );
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// Checks forward, both gradients (fused and separate) against the naive loops.
+fn check_case(c: &Case, seed: u64, strided_inputs: bool, with_bias: bool) {
+    let (x, w) = if strided_inputs {
+        (permuted(c.x_shape(), seed), narrowed(c.w_shape(), seed + 1))
+    } else {
+        (tensor(&c.x_shape(), seed), tensor(&c.w_shape(), seed + 1))
+    };
+    let bias = tensor(&[c.cout], seed + 2);
+    let (xv, wv) = (x.to_vec(), w.to_vec());
+    let y = x.conv2d(&w, with_bias.then_some(&bias), c.params()).unwrap();
+    assert_eq!(y.shape(), &c.y_shape());
+    let want = naive_forward(c, &xv, &wv, with_bias.then(|| bias.to_vec()).as_deref());
+    assert_close(&y.to_vec(), &want, "y");
+
+    let dy = tensor(&c.y_shape(), seed + 3);
+    let dyv = dy.to_vec();
+    let (dx_want, dw_want, db_want) = (naive_dx(c, &wv, &dyv), naive_dw(c, &xv, &dyv), naive_db(c, &dyv));
+    let grads = conv2d_backward(&x, &w, &dy, c.params(), true).unwrap();
+    assert_close(&grads.input.unwrap().to_vec(), &dx_want, "dx");
+    assert_close(&grads.weight.to_vec(), &dw_want, "dw");
+    assert_close(&grads.bias.to_vec(), &db_want, "db");
+    assert!(conv2d_backward(&x, &w, &dy, c.params(), false)
+        .unwrap()
+        .input
+        .is_none());
+
+    let dx = conv2d_backward_input(&dy, &w, &c.x_shape(), c.params()).unwrap();
+    assert_close(&dx.to_vec(), &dx_want, "dx (separate)");
+    let (dw, db) = conv2d_backward_weight(&x, &dy, &c.w_shape(), c.params()).unwrap();
+    assert_close(&dw.to_vec(), &dw_want, "dw (separate)");
+    assert_close(&db.to_vec(), &db_want, "db (separate)");
+}
+
+fn small_case() -> impl Strategy<Value = Case> {
+    (
+        1..3usize,
+        1..4usize,
+        1..7usize,
+        1..7usize,
+        1..4usize,
+        1..4usize,
+        1..4usize,
+        1..4usize,
+        0..3usize,
+    )
+        .prop_filter(
+            "kernel fits the padded input",
+            |&(_, _, h, w, _, kh, kw, _, p)| kh <= h + 2 * p && kw <= w + 2 * p,
+        )
+        .prop_map(|(b, cin, h, w, cout, kh, kw, stride, pad)| Case {
+            b,
+            cin,
+            h,
+            w,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn conv_matches_naive_loops(c in small_case(), seed in 0..1000u64, strided in any::<bool>(), bias in any::<bool>()) {
+        check_case(&c, seed, strided, bias);
+    }
+
+    #[test]
+    fn backward_input_is_the_adjoint(c in small_case(), seed in 0..1000u64) {
+        let x = tensor(&c.x_shape(), seed);
+        let w = tensor(&c.w_shape(), seed + 1);
+        let g = tensor(&c.y_shape(), seed + 2);
+        let lhs = dot(&x.conv2d(&w, None, c.params()).unwrap().to_vec(), &g.to_vec());
+        let dx = conv2d_backward_input(&g, &w, &c.x_shape(), c.params()).unwrap();
+        let rhs = dot(&x.to_vec(), &dx.to_vec());
+        prop_assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()), "{} vs {}", lhs, rhs);
+    }
+}
+
+/// Cases large enough to cut one image into several column blocks, and to put
+/// several whole images in one block.
+#[test]
+fn larger_shapes_match_naive_loops() {
+    let cases = [
+        // 144 x 480 im2col floats per image: several blocks per image.
+        Case {
+            b: 3,
+            cin: 16,
+            h: 24,
+            w: 20,
+            cout: 5,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        },
+        Case {
+            b: 2,
+            cin: 12,
+            h: 31,
+            w: 29,
+            cout: 4,
+            kh: 3,
+            kw: 2,
+            stride: 2,
+            pad: 2,
+        },
+        // Tiny images: many images per block.
+        Case {
+            b: 9,
+            cin: 8,
+            h: 4,
+            w: 5,
+            cout: 6,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        },
+        // Pointwise fast path, several images.
+        Case {
+            b: 4,
+            cin: 7,
+            h: 9,
+            w: 11,
+            cout: 5,
+            kh: 1,
+            kw: 1,
+            stride: 1,
+            pad: 0,
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        check_case(c, 10 + i as u64, i % 2 == 0, true);
+    }
+}
+
+#[test]
+fn pointwise_matches_naive_loops() {
+    let c = Case {
+        b: 3,
+        cin: 6,
+        h: 5,
+        w: 7,
+        cout: 4,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+    };
+    check_case(&c, 42, false, true);
+    check_case(&c, 43, true, false);
+}
+
+/// Linear in every argument, so finite differences are exact up to rounding.
+#[test]
+fn gradients_match_finite_differences() {
+    let c = Case {
+        b: 2,
+        cin: 2,
+        h: 4,
+        w: 3,
+        cout: 2,
+        kh: 2,
+        kw: 3,
+        stride: 2,
+        pad: 1,
+    };
+    let (x, w, bias, g) = (
+        tensor(&c.x_shape(), 1),
+        tensor(&c.w_shape(), 2),
+        tensor(&[c.cout], 3),
+        tensor(&c.y_shape(), 4),
+    );
+    let loss = |x: &Tensor, w: &Tensor, b: &Tensor| {
+        dot(&x.conv2d(w, Some(b), c.params()).unwrap().to_vec(), &g.to_vec())
+    };
+    let grads = conv2d_backward(&x, &w, &g, c.params(), true).unwrap();
+    let eps = 0.5f32;
+    let bump = |t: &Tensor, i: usize, d: f32| {
+        let mut v = t.to_vec();
+        v[i] += d;
+        Tensor::from_vec(v, t.shape()).unwrap()
+    };
+    let fd = |f: &dyn Fn(f32) -> f64| (f(eps) - f(-eps)) / (2.0 * eps as f64);
+    let dx = grads.input.unwrap().to_vec();
+    for (i, &want) in dx.iter().enumerate() {
+        let got = fd(&|d| loss(&bump(&x, i, d), &w, &bias));
+        assert!((got - want as f64).abs() < 1e-4, "dx[{i}]: fd {got} vs {want}");
+    }
+    for (i, &want) in grads.weight.to_vec().iter().enumerate() {
+        let got = fd(&|d| loss(&x, &bump(&w, i, d), &bias));
+        assert!((got - want as f64).abs() < 1e-4, "dw[{i}]: fd {got} vs {want}");
+    }
+    for (i, &want) in grads.bias.to_vec().iter().enumerate() {
+        let got = fd(&|d| loss(&x, &w, &bump(&bias, i, d)));
+        assert!((got - want as f64).abs() < 1e-4, "db[{i}]: fd {got} vs {want}");
+    }
+}
+
+/// Outputs and input gradients are bit-identical for any thread count; the weight
+/// gradients, summed per group of images, agree to rounding.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let cases = [
+        Case {
+            b: 7,
+            cin: 5,
+            h: 12,
+            w: 10,
+            cout: 6,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+        },
+        Case {
+            b: 5,
+            cin: 16,
+            h: 24,
+            w: 20,
+            cout: 3,
+            kh: 3,
+            kw: 3,
+            stride: 2,
+            pad: 1,
+        },
+        Case {
+            b: 6,
+            cin: 4,
+            h: 6,
+            w: 6,
+            cout: 3,
+            kh: 1,
+            kw: 1,
+            stride: 1,
+            pad: 0,
+        },
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let (x, w, b) = (
+            tensor(&c.x_shape(), i as u64),
+            tensor(&c.w_shape(), 7),
+            tensor(&[c.cout], 8),
+        );
+        let dy = tensor(&c.y_shape(), 9);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let y = x.conv2d(&w, Some(&b), c.params()).unwrap();
+                (y, conv2d_backward(&x, &w, &dy, c.params(), true).unwrap())
+            })
+        };
+        let ((y1, g1), (y3, g3)) = (run(1), run(3));
+        assert_eq!(y1.to_vec(), y3.to_vec(), "y, case {i}");
+        assert_eq!(
+            g1.input.unwrap().to_vec(),
+            g3.input.unwrap().to_vec(),
+            "dx, case {i}"
+        );
+        assert_close(&g1.weight.to_vec(), &g3.weight.to_vec(), "dw");
+        assert_close(&g1.bias.to_vec(), &g3.bias.to_vec(), "db");
+    }
+}
+
+#[test]
+fn empty_batch_gives_empty_outputs() {
+    let c = Case {
+        b: 0,
+        cin: 2,
+        h: 4,
+        w: 4,
+        cout: 3,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let (x, w) = (Tensor::zeros(&c.x_shape()), tensor(&c.w_shape(), 1));
+    assert_eq!(x.conv2d(&w, None, c.params()).unwrap().shape(), &c.y_shape());
+    let g = conv2d_backward(&x, &w, &Tensor::zeros(&c.y_shape()), c.params(), true).unwrap();
+    assert_eq!(g.weight.to_vec(), vec![0.0; 54]);
+    assert_eq!(g.input.unwrap().shape(), &c.x_shape());
+}
+
+fn p(stride: usize, padding: usize) -> Conv2dParams {
+    Conv2dParams { stride, padding }
+}
+
+#[test]
+fn bad_shapes_give_errors() {
+    let x = Tensor::zeros(&[2, 3, 5, 5]);
+    let w = Tensor::zeros(&[4, 3, 3, 3]);
+    let invalid =
+        |r: Result<Tensor, TensorError>| matches!(r, Err(TensorError::InvalidArgument { op: "conv2d", .. }));
+    let mismatch =
+        |r: Result<Tensor, TensorError>| matches!(r, Err(TensorError::ShapeMismatch { op: "conv2d", .. }));
+    assert!(
+        invalid(Tensor::zeros(&[3, 5, 5]).conv2d(&w, None, p(1, 0))),
+        "rank of x"
+    );
+    assert!(
+        invalid(x.conv2d(&Tensor::zeros(&[4, 3, 9]), None, p(1, 0))),
+        "rank of w"
+    );
+    assert!(
+        mismatch(x.conv2d(&Tensor::zeros(&[4, 2, 3, 3]), None, p(1, 0))),
+        "channels"
+    );
+    assert!(
+        invalid(x.conv2d(&Tensor::zeros(&[4, 3, 6, 3]), None, p(1, 0))),
+        "kernel > input"
+    );
+    assert!(
+        x.conv2d(&Tensor::zeros(&[4, 3, 6, 3]), None, p(1, 1)).is_ok(),
+        "kernel fits the padding"
+    );
+    assert!(
+        invalid(x.conv2d(&Tensor::zeros(&[4, 3, 0, 3]), None, p(1, 0))),
+        "empty kernel"
+    );
+    assert!(invalid(x.conv2d(&w, None, p(0, 1))), "stride 0");
+    assert!(
+        mismatch(x.conv2d(&w, Some(&Tensor::zeros(&[3])), p(1, 1))),
+        "bias length"
+    );
+    assert!(
+        mismatch(x.conv2d(&w, Some(&Tensor::zeros(&[4, 1])), p(1, 1))),
+        "bias rank"
+    );
+    let err = x
+        .conv2d(&Tensor::zeros(&[4, 2, 3, 3]), None, p(1, 0))
+        .unwrap_err();
+    assert!(err.to_string().contains("[2, 3, 5, 5]"), "{err}");
+
+    let dy = Tensor::zeros(&[2, 4, 3, 3]);
+    assert!(conv2d_backward(&x, &w, &dy, p(1, 0), true).is_ok());
+    assert!(matches!(
+        conv2d_backward(&x, &w, &Tensor::zeros(&[2, 4, 5, 5]), p(1, 0), true),
+        Err(TensorError::ShapeMismatch {
+            op: "conv2d_backward",
+            ..
+        })
+    ));
+    assert!(matches!(
+        conv2d_backward(&x, &w, &dy, p(0, 0), true),
+        Err(TensorError::InvalidArgument {
+            op: "conv2d_backward",
+            ..
+        })
+    ));
+    assert!(matches!(
+        conv2d_backward_input(&dy, &w, &[2, 3, 5], p(1, 0)),
+        Err(TensorError::InvalidArgument {
+            op: "conv2d_backward_input",
+            ..
+        })
+    ));
+    assert!(matches!(
+        conv2d_backward_input(&dy, &w, &[2, 3, 6, 5], p(1, 0)),
+        Err(TensorError::ShapeMismatch {
+            op: "conv2d_backward_input",
+            ..
+        })
+    ));
+    assert!(matches!(
+        conv2d_backward_weight(&x, &dy, &[4, 2, 3, 3], p(1, 0)),
+        Err(TensorError::ShapeMismatch {
+            op: "conv2d_backward_weight",
+            ..
+        })
+    ));
+}
+
+// ----- upsampling -------------------------------------------------------------
+
+fn naive_upsample(x: &[f32], [b, c, h, w]: [usize; 4], s: usize) -> Vec<f32> {
+    let (oh, ow) = (h * s, w * s);
+    (0..b * c * oh * ow)
+        .map(|i| {
+            let (plane, r, col) = (i / (oh * ow), (i / ow) % oh, i % ow);
+            x[(plane * h + r / s) * w + col / s]
+        })
+        .collect()
+}
+
+fn naive_upsample_backward(g: &[f32], [b, c, h, w]: [usize; 4], s: usize) -> Vec<f32> {
+    let (oh, ow) = (h / s, w / s);
+    let mut out = vec![0.0f64; b * c * oh * ow];
+    for (i, &v) in g.iter().enumerate() {
+        let (plane, r, col) = (i / (h * w), (i / w) % h, i % w);
+        out[(plane * oh + r / s) * ow + col / s] += v as f64;
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn upsample_matches_naive_loops(b in 1..3usize, c in 1..4usize, h in 1..6usize, w in 1..6usize, s in 1..4usize, seed in 0..100u64) {
+        let shape = [b, c, h, w];
+        let x = permuted(shape, seed);
+        let y = x.upsample_nearest2d(s).unwrap();
+        prop_assert_eq!(y.shape(), &[b, c, h * s, w * s]);
+        prop_assert_eq!(y.to_vec(), naive_upsample(&x.to_vec(), shape, s));
+
+        let big = [b, c, h * s, w * s];
+        let g = narrowed(big, seed + 1);
+        let dx = g.upsample_nearest2d_backward(s).unwrap();
+        prop_assert_eq!(dx.shape(), &shape);
+        assert_close(&dx.to_vec(), &naive_upsample_backward(&g.to_vec(), big, s), "upsample dx");
+        // Adjoint identity: <up(x), g> == <x, up^T(g)>.
+        let (lhs, rhs) = (dot(&y.to_vec(), &g.to_vec()), dot(&x.to_vec(), &dx.to_vec()));
+        prop_assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()));
+    }
+}
+
+#[test]
+fn large_upsample_runs_in_parallel_and_matches() {
+    let shape = [2, 8, 48, 40];
+    let x = tensor(&shape, 5);
+    let y = x.upsample_nearest2d(2).unwrap();
+    assert_eq!(y.to_vec(), naive_upsample(&x.to_vec(), shape, 2));
+    let back = y.upsample_nearest2d_backward(2).unwrap();
+    assert_close(&back.to_vec(), &x.map(|v| 4.0 * v).to_vec(), "sum of 4 copies");
+}
+
+#[test]
+fn upsample_bad_inputs_give_errors() {
+    let x = Tensor::zeros(&[1, 2, 4, 6]);
+    let invalid = |r: Result<Tensor, TensorError>, name: &str| matches!(r, Err(TensorError::InvalidArgument { op, .. }) if op == name);
+    assert!(invalid(x.upsample_nearest2d(0), "upsample_nearest2d"));
+    assert!(invalid(
+        Tensor::zeros(&[2, 4, 6]).upsample_nearest2d(2),
+        "upsample_nearest2d"
+    ));
+    assert!(invalid(
+        x.upsample_nearest2d_backward(0),
+        "upsample_nearest2d_backward"
+    ));
+    assert!(invalid(
+        x.upsample_nearest2d_backward(4),
+        "upsample_nearest2d_backward"
+    ));
+    assert!(invalid(
+        Tensor::zeros(&[4, 6]).upsample_nearest2d_backward(2),
+        "upsample_nearest2d_backward"
+    ));
+    assert_eq!(x.upsample_nearest2d_backward(2).unwrap().shape(), &[1, 2, 2, 3]);
+}
