@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the 2-D convolution: forward, and forward + backward
-//! (`conv2d` then `conv2d_backward` with the input gradient), on five 3x3, stride 1,
-//! padding 1 layers of a small U-Net, at 1 thread and at all cores (one rayon pool
+//! (`conv2d` then `conv2d_backward` with the input gradient), on the five 3x3, stride 1,
+//! padding 1 layers of the performance targets, at 1 thread and at all cores (one rayon pool
 //! per thread count).
 //!
 //! Throughput is set to the flop count (`2 B Cout H W Cin 9` forward, three times

@@ -33,8 +33,11 @@
 //!
 //! The batch is cut into groups of images, about four per rayon thread, and each
 //! group is one task. Inside a group, the output columns (image, output pixel) are
-//! walked in blocks small enough that the block's im2col matrix stays in the L2
-//! cache; one scratch buffer per task is reused by every block. A block lies either
+//! walked in blocks of about 1 MB of im2col floats (`COL_BLOCK_FLOATS`), built in a
+//! per-thread scratch buffer that every block and every call reuse. For stride 1
+//! and an output as wide as the input (the usual "same" convolution), each im2col
+//! row of an image is one contiguous copy of the input plane plus a few zeros at
+//! the row edges (`Run`); col2im adds the same runs back. A block lies either
 //! inside one image (a run of whole output rows: the GEMM then reads `dY` and
 //! writes `y` in place, through strided views) or covers whole images (its output
 //! goes through a scratch matrix). The backward pass shares one im2col per block
@@ -43,6 +46,8 @@
 //! `C_b` is `x_b` itself.
 //!
 //! GEMMs run on the calling thread ([`gemm`]); all parallelism is over the batch.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
@@ -70,9 +75,13 @@ pub struct Conv2dGrads {
     pub bias: Tensor,
 }
 
-/// Floats in one block's im2col matrix (`K x ncols`) that we aim for: small enough
-/// to stay in L2 next to matrixmultiply's packed copy of it.
-const COL_BLOCK_FLOATS: usize = 48 * 1024;
+/// Floats in one block's im2col matrix (`K x ncols`) that we aim for (1 MB).
+///
+/// Every GEMM call packs the whole weight (`Cout x K`) besides the block, so small
+/// blocks pay that packing again and again. Measured on the benchmark layers
+/// (Zen 4, 1 MB L2): 32 K and 64 K floats ran 10-40% slower than 128 K-1 M floats,
+/// which were within the (large) noise of each other.
+const COL_BLOCK_FLOATS: usize = 256 * 1024;
 
 /// The sizes of one convolution, checked once.
 #[derive(Debug, Clone, Copy)]
@@ -428,6 +437,33 @@ fn col_view<'a>(g: &Geometry, x: &'a [f32], blk: &Block, scratch: &'a mut [f32])
     MatRef::row_major(col, k, n)
 }
 
+thread_local! {
+    /// Scratch space of each thread, reused by every block of every call (im2col
+    /// matrices, column gradients, gathered outputs): fresh megabyte-sized buffers
+    /// per task would cost page faults and zeroing on every call. It only grows.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `N` disjoint scratch slices of lengths `lens` from this thread's
+/// [`SCRATCH`]. Their contents are left over from earlier use: `f` must write
+/// before it reads. `f` must not re-enter (it runs no rayon work).
+fn with_scratch<const N: usize, R>(lens: [usize; N], f: impl FnOnce([&mut [f32]; N]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let total = lens.iter().sum();
+        if buf.len() < total {
+            buf.resize(total, 0.0);
+        }
+        let mut rest = &mut buf[..total];
+        let parts = lens.map(|len| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            head
+        });
+        f(parts)
+    })
+}
+
 /// Where in a group's output (or output gradient) a single-image block starts.
 fn out_start(g: &Geometry, blk: &Block) -> usize {
     blk.img * g.image_out() + blk.oh0 * g.ow
@@ -438,13 +474,30 @@ fn out_start(g: &Geometry, blk: &Block) -> usize {
 fn forward_group(g: &Geometry, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let blocks = plan(g, y.len() / g.image_out());
     let max_cols = blocks.iter().map(|b| b.cols(g)).max().unwrap_or(0);
-    let mut col = vec![0.0; if g.is_pointwise() { 0 } else { g.k() * max_cols }];
+    let col_len = if g.is_pointwise() { 0 } else { g.k() * max_cols };
     let multi = blocks.iter().any(|b| b.images > 1);
-    let mut out = vec![0.0; if multi { g.cout * max_cols } else { 0 }];
+    let out_len = if multi { g.cout * max_cols } else { 0 };
+    with_scratch([col_len, out_len], |[col, out]| {
+        forward_blocks(g, &blocks, x, wt, bias, y, col, out)
+    });
+}
+
+/// The block loop of [`forward_group`], with its scratch buffers.
+#[allow(clippy::too_many_arguments)]
+fn forward_blocks(
+    g: &Geometry,
+    blocks: &[Block],
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    col: &mut [f32],
+    out: &mut [f32],
+) {
     let wm = MatRef::row_major(wt, g.k(), g.cout).t();
-    for blk in &blocks {
+    for blk in blocks {
         let n = blk.cols(g);
-        let cm = col_view(g, x, blk, &mut col);
+        let cm = col_view(g, x, blk, col);
         if blk.images == 1 {
             let start = out_start(g, blk);
             gemm(
@@ -522,42 +575,59 @@ fn backward_group(
     let blocks = plan(g, dy.len() / g.image_out());
     let max_cols = blocks.iter().map(|b| b.cols(g)).max().unwrap_or(0);
     let scratch_len = if g.is_pointwise() { 0 } else { g.k() * max_cols };
-    let mut col = vec![0.0; if x.is_some() { scratch_len } else { 0 }];
-    let mut dcol = vec![0.0; if dx.is_some() { scratch_len } else { 0 }];
+    let col_len = if x.is_some() { scratch_len } else { 0 };
+    let dcol_len = if dx.is_some() { scratch_len } else { 0 };
     let multi = blocks.iter().any(|b| b.images > 1);
-    let mut dy_buf = vec![0.0; if multi { g.cout * max_cols } else { 0 }];
-    let (k, cout) = (g.k(), g.cout);
-    let mut dw = vec![0.0; if x.is_some() { cout * k } else { 0 }];
-    for blk in &blocks {
-        let n = blk.cols(g);
-        let dym = dy_view(g, dy, blk, &mut dy_buf);
-        if let Some(x) = x {
-            let cm = col_view(g, x, blk, &mut col);
-            gemm(1.0, dym, cm.t(), 1.0, MatMut::row_major(&mut dw, cout, k));
+    let dy_len = if multi { g.cout * max_cols } else { 0 };
+    let mut dw = vec![0.0; if x.is_some() { g.cout * g.k() } else { 0 }];
+    with_scratch([col_len, dcol_len, dy_len], |[col, dcol, dy_buf]| {
+        for blk in &blocks {
+            backward_block(g, blk, x, w, dy, dx.as_deref_mut(), &mut dw, [col, dcol, dy_buf]);
         }
-        if let Some(dx) = dx.as_deref_mut() {
-            let wt = MatRef::row_major(w, cout, k).t();
-            if g.is_pointwise() {
-                let start = blk.img * g.image_in() + blk.oh0 * g.w;
-                gemm(
-                    1.0,
-                    wt,
-                    dym,
-                    0.0,
-                    MatMut::new(&mut dx[start..], k, n, g.hw_in(), 1),
-                );
-            } else {
-                let dc = &mut dcol[..k * n];
-                gemm(1.0, wt, dym, 0.0, MatMut::row_major(dc, k, n));
-                for (kidx, src) in kernel_rows(g).zip(dc.chunks_exact_mut(n)) {
-                    col2im_row(g, src, blk, kidx, dx);
-                }
-            }
-        }
-    }
+    });
     Partial {
         dw,
         db: bias_grad(g, dy),
+    }
+}
+
+/// One block of [`backward_group`]: accumulates into `dw` and adds into `dx`.
+/// `scratch` holds the im2col matrix, the column gradient and the gathered `dy`.
+#[allow(clippy::too_many_arguments)]
+fn backward_block(
+    g: &Geometry,
+    blk: &Block,
+    x: Option<&[f32]>,
+    w: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    [col, dcol, dy_buf]: [&mut [f32]; 3],
+) {
+    let (k, cout, n) = (g.k(), g.cout, blk.cols(g));
+    let dym = dy_view(g, dy, blk, dy_buf);
+    if let Some(x) = x {
+        let cm = col_view(g, x, blk, col);
+        gemm(1.0, dym, cm.t(), 1.0, MatMut::row_major(dw, cout, k));
+    }
+    if let Some(dx) = dx {
+        let wt = MatRef::row_major(w, cout, k).t();
+        if g.is_pointwise() {
+            let start = blk.img * g.image_in() + blk.oh0 * g.w;
+            gemm(
+                1.0,
+                wt,
+                dym,
+                0.0,
+                MatMut::new(&mut dx[start..], k, n, g.hw_in(), 1),
+            );
+        } else {
+            let dc = &mut dcol[..k * n];
+            gemm(1.0, wt, dym, 0.0, MatMut::row_major(dc, k, n));
+            for (kidx, src) in kernel_rows(g).zip(dc.chunks_exact_mut(n)) {
+                col2im_row(g, src, blk, kidx, dx);
+            }
+        }
     }
 }
 

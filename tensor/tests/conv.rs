@@ -75,6 +75,21 @@ impl Case {
     }
 }
 
+/// A case from `[B, Cin, H, W, Cout, KH, KW, stride, padding]`.
+fn case([b, cin, h, w, cout, kh, kw, stride, pad]: [usize; 9]) -> Case {
+    Case {
+        b,
+        cin,
+        h,
+        w,
+        cout,
+        kh,
+        kw,
+        stride,
+        pad,
+    }
+}
+
 /// Deterministic pseudo-random values in [-1, 1).
 fn data(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
@@ -258,53 +273,17 @@ proptest! {
 #[test]
 fn larger_shapes_match_naive_loops() {
     let cases = [
-        // 144 x 480 im2col floats per image: several blocks per image.
-        Case {
-            b: 3,
-            cin: 16,
-            h: 24,
-            w: 20,
-            cout: 5,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        },
-        Case {
-            b: 2,
-            cin: 12,
-            h: 31,
-            w: 29,
-            cout: 4,
-            kh: 3,
-            kw: 2,
-            stride: 2,
-            pad: 2,
-        },
+        // 576 x 480 im2col floats per image: several blocks per image.
+        case([2, 64, 24, 20, 3, 3, 3, 1, 1]),
+        case([1, 64, 48, 40, 2, 3, 3, 2, 1]),
+        case([3, 16, 24, 20, 5, 3, 3, 1, 1]),
+        case([2, 12, 31, 29, 4, 3, 2, 2, 2]),
         // Tiny images: many images per block.
-        Case {
-            b: 9,
-            cin: 8,
-            h: 4,
-            w: 5,
-            cout: 6,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        },
+        case([9, 8, 4, 5, 6, 3, 3, 1, 1]),
+        // "Same" 5x5 convolution: two padding columns per row edge.
+        case([2, 3, 9, 8, 4, 5, 5, 1, 2]),
         // Pointwise fast path, several images.
-        Case {
-            b: 4,
-            cin: 7,
-            h: 9,
-            w: 11,
-            cout: 5,
-            kh: 1,
-            kw: 1,
-            stride: 1,
-            pad: 0,
-        },
+        case([4, 7, 9, 11, 5, 1, 1, 1, 0]),
     ];
     for (i, c) in cases.iter().enumerate() {
         check_case(c, 10 + i as u64, i % 2 == 0, true);
@@ -313,17 +292,7 @@ fn larger_shapes_match_naive_loops() {
 
 #[test]
 fn pointwise_matches_naive_loops() {
-    let c = Case {
-        b: 3,
-        cin: 6,
-        h: 5,
-        w: 7,
-        cout: 4,
-        kh: 1,
-        kw: 1,
-        stride: 1,
-        pad: 0,
-    };
+    let c = case([3, 6, 5, 7, 4, 1, 1, 1, 0]);
     check_case(&c, 42, false, true);
     check_case(&c, 43, true, false);
 }
@@ -331,17 +300,7 @@ fn pointwise_matches_naive_loops() {
 /// Linear in every argument, so finite differences are exact up to rounding.
 #[test]
 fn gradients_match_finite_differences() {
-    let c = Case {
-        b: 2,
-        cin: 2,
-        h: 4,
-        w: 3,
-        cout: 2,
-        kh: 2,
-        kw: 3,
-        stride: 2,
-        pad: 1,
-    };
+    let c = case([2, 2, 4, 3, 2, 2, 3, 2, 1]);
     let (x, w, bias, g) = (
         tensor(&c.x_shape(), 1),
         tensor(&c.w_shape(), 2),
@@ -379,39 +338,9 @@ fn gradients_match_finite_differences() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let cases = [
-        Case {
-            b: 7,
-            cin: 5,
-            h: 12,
-            w: 10,
-            cout: 6,
-            kh: 3,
-            kw: 3,
-            stride: 1,
-            pad: 1,
-        },
-        Case {
-            b: 5,
-            cin: 16,
-            h: 24,
-            w: 20,
-            cout: 3,
-            kh: 3,
-            kw: 3,
-            stride: 2,
-            pad: 1,
-        },
-        Case {
-            b: 6,
-            cin: 4,
-            h: 6,
-            w: 6,
-            cout: 3,
-            kh: 1,
-            kw: 1,
-            stride: 1,
-            pad: 0,
-        },
+        case([7, 5, 12, 10, 6, 3, 3, 1, 1]),
+        case([5, 16, 24, 20, 3, 3, 3, 2, 1]),
+        case([6, 4, 6, 6, 3, 1, 1, 1, 0]),
     ];
     for (i, c) in cases.iter().enumerate() {
         let (x, w, b) = (
@@ -444,17 +373,7 @@ fn results_do_not_depend_on_the_thread_count() {
 
 #[test]
 fn empty_batch_gives_empty_outputs() {
-    let c = Case {
-        b: 0,
-        cin: 2,
-        h: 4,
-        w: 4,
-        cout: 3,
-        kh: 3,
-        kw: 3,
-        stride: 1,
-        pad: 1,
-    };
+    let c = case([0, 2, 4, 4, 3, 3, 3, 1, 1]);
     let (x, w) = (Tensor::zeros(&c.x_shape()), tensor(&c.w_shape(), 1));
     assert_eq!(x.conv2d(&w, None, c.params()).unwrap().shape(), &c.y_shape());
     let g = conv2d_backward(&x, &w, &Tensor::zeros(&c.y_shape()), c.params(), true).unwrap();

@@ -15,8 +15,9 @@ use crate::Var;
 
 impl Var {
     /// Records `y = f(x)` with `dx = g * d(x, y)`, where `d` gives `f'` from the input
-    /// and the output element-wise.
-    fn unary(&self, op: &'static str, y: Tensor, d: fn(f32, f32) -> f32) -> Var {
+    /// and the output element-wise. `d` is a generic closure, not a function
+    /// pointer, so it is inlined into the element loop and vectorised.
+    fn unary(&self, op: &'static str, y: Tensor, d: impl Fn(f32, f32) -> f32 + Sync + 'static) -> Var {
         let (x, yc) = (self.value().clone(), y.clone());
         Var::from_op(y, op, &[self], move |g| {
             let fprime = x.zip_map(&yc, op, d)?;

@@ -1,0 +1,306 @@
+//! The `ddpm` program: `train`, `sample`, `eval`, and the no-argument default run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nn::safetensors;
+use nn::Module;
+use rand::SeedableRng;
+
+use crate::cli::{help, Flags, Spec};
+use crate::config::UNetConfig;
+use crate::data::{self, Dataset, Split};
+use crate::sample::{sample, Sampler, Variance};
+use crate::schedule::{BetaSchedule, NoiseSchedule};
+use crate::train::{checkpoint_path, clock, train, TrainOptions};
+use crate::unet::UNet;
+
+/// Where the default run writes.
+pub const DEFAULT_OUT: &str = "runs/default";
+
+const COMMON: &[Spec] = &[
+    Spec { name: "threads", value: Some("N"), help: "worker threads (default: all cores)" },
+    Spec { name: "help", value: None, help: "this help" },
+];
+
+const TRAIN: &[Spec] = &[
+    Spec { name: "config", value: Some("NAME"), help: "mnist-tiny | mnist-small | cifar10 (default mnist-small)" },
+    Spec { name: "data", value: Some("DIR"), help: "MNIST-style IDX files (raw or .gz); default: the embedded subset" },
+    Spec { name: "images", value: Some("DIR"), help: "a folder of PNG/JPEG images instead (resized to the config)" },
+    Spec { name: "batch", value: Some("N"), help: "images per step (default 64)" },
+    Spec { name: "steps", value: Some("N"), help: "stop after N steps in total" },
+    Spec { name: "minutes", value: Some("M"), help: "stop after M minutes (default 10 when --steps is not given)" },
+    Spec { name: "lr", value: Some("X"), help: "Adam learning rate (default 2e-4)" },
+    Spec { name: "warmup", value: Some("N"), help: "linear warm-up steps (default 500)" },
+    Spec { name: "clip", value: Some("X"), help: "gradient-norm clip (default 1.0)" },
+    Spec { name: "ema", value: Some("X"), help: "EMA decay (default 0.999, with the (1+n)/(10+n) warm-up)" },
+    Spec { name: "schedule", value: Some("S"), help: "linear | cosine (default linear)" },
+    Spec { name: "seed", value: Some("N"), help: "seed of everything random (default 0)" },
+    Spec { name: "out", value: Some("DIR"), help: "output directory (default runs/default)" },
+    Spec { name: "resume", value: None, help: "continue from DIR/checkpoint.safetensors" },
+    Spec { name: "checkpoint-every", value: Some("N"), help: "save every N steps (default 200)" },
+    Spec { name: "log-every", value: Some("N"), help: "progress line every N steps (default 20)" },
+];
+
+const SAMPLE: &[Spec] = &[
+    Spec { name: "checkpoint", value: Some("FILE"), help: "weights (default runs/default/checkpoint.safetensors)" },
+    Spec { name: "config", value: Some("NAME"), help: "config, for weight files without metadata" },
+    Spec { name: "weights", value: Some("W"), help: "ema | model, in a training checkpoint (default ema)" },
+    Spec { name: "sampler", value: Some("S"), help: "ddpm | ddim (default ddim)" },
+    Spec { name: "steps", value: Some("N"), help: "denoising steps (default 50 for ddim, 1000 for ddpm)" },
+    Spec { name: "eta", value: Some("X"), help: "DDIM noise, 0 = deterministic (default 0)" },
+    Spec { name: "variance", value: Some("V"), help: "ddpm variance: beta | beta-tilde (default beta)" },
+    Spec { name: "n", value: Some("N"), help: "number of samples (default 64)" },
+    Spec { name: "batch", value: Some("N"), help: "samples per batch (default 64)" },
+    Spec { name: "seed", value: Some("N"), help: "seed (default 0)" },
+    Spec { name: "out", value: Some("DIR"), help: "output directory (default: the checkpoint's)" },
+    Spec { name: "grid", value: Some("FILE"), help: "grid file name in DIR (default samples.png)" },
+    Spec { name: "individual", value: None, help: "also write each sample as DIR/samples/NNNN.png" },
+];
+
+fn specs(own: &[Spec]) -> Vec<Spec> {
+    own.iter().chain(COMMON).map(|s| Spec { name: s.name, value: s.value, help: s.help }).collect()
+}
+
+/// Runs the program on its arguments (without the program name); `Err` holds the
+/// message to print.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let (command, rest) = match args.first().map(String::as_str) {
+        None => return default_run(),
+        Some(c) => (c, &args[1..]),
+    };
+    match command {
+        "train" => train_command(rest),
+        "sample" => sample_command(rest),
+        "-h" | "--help" | "help" => {
+            println!("{}", program_help());
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n\n{}", program_help())),
+    }
+}
+
+fn program_help() -> String {
+    "ddpm: denoising diffusion on the CPU\n\n\
+     usage: ddpm                      train mnist-small on the embedded MNIST subset for ~10 minutes, then sample\n\
+     \x20      ddpm train [flags]       train (ddpm train --help)\n\
+     \x20      ddpm sample [flags]      draw samples from a checkpoint (ddpm sample --help)"
+        .to_string()
+}
+
+/// Parses flags, handles `--help` and `--threads`; `None` when help was shown.
+fn parse(args: &[String], own: &[Spec], usage: &str) -> Result<Option<Flags>, String> {
+    let all = specs(own);
+    let flags = Flags::parse(args, &all).map_err(|e| format!("{e}\n\n{}", help(usage, &all)))?;
+    if flags.has("help") {
+        println!("{}", help(usage, &all));
+        return Ok(None);
+    }
+    if let Some(n) = flags.text("threads") {
+        let n: usize = n.parse().ok().filter(|&n| n > 0).ok_or(format!("--threads: cannot read {n:?}"))?;
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| e.to_string())?;
+    }
+    Ok(Some(flags))
+}
+
+fn train_options(f: &Flags) -> Result<TrainOptions, String> {
+    let config = UNetConfig::named(f.text("config").unwrap_or("mnist-small")).map_err(|e| e.to_string())?;
+    let steps: Option<u64> = f.text("steps").map(|_| f.checked("steps", 1, "a positive integer", |v| v > 0)).transpose()?;
+    let default_minutes = if steps.is_some() { None } else { Some(10.0) };
+    let minutes: Option<f64> = match f.text("minutes") {
+        Some(_) => Some(f.checked("minutes", 10.0, "a positive number", |v: f64| v > 0.0)?),
+        None => default_minutes,
+    };
+    let schedule = match f.text("schedule").unwrap_or("linear") {
+        "linear" => BetaSchedule::LINEAR,
+        "cosine" => BetaSchedule::COSINE,
+        s => return Err(format!("--schedule: {s:?} is not linear or cosine")),
+    };
+    Ok(TrainOptions {
+        config,
+        diffusion_steps: 1000,
+        schedule,
+        batch: f.checked("batch", 64, "a positive integer", |v: usize| v > 0)?,
+        max_steps: steps,
+        time_budget: minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+        lr: f.checked("lr", 2e-4, "a positive number", |v: f32| v > 0.0 && v.is_finite())?,
+        warmup: f.get("warmup", 500)?,
+        clip: f.checked("clip", 1.0, "a positive number", |v: f32| v > 0.0)?,
+        ema_decay: f.checked("ema", 0.999, "in [0, 1)", |v: f32| (0.0..1.0).contains(&v))?,
+        seed: f.get("seed", 0)?,
+        out_dir: PathBuf::from(f.text("out").unwrap_or(DEFAULT_OUT)),
+        resume: f.has("resume"),
+        checkpoint_every: f.checked("checkpoint-every", 200, "a positive integer", |v: u64| v > 0)?,
+        log_every: f.checked("log-every", 20, "a positive integer", |v: u64| v > 0)?,
+    })
+}
+
+/// The training data the flags name, checked against the config's image shape.
+fn load_data(f: &Flags, config: &UNetConfig) -> Result<Dataset, String> {
+    let data = match (f.text("data"), f.text("images")) {
+        (Some(_), Some(_)) => return Err("give --data or --images, not both".into()),
+        (Some(dir), None) => data::load_mnist(dir, Split::Train),
+        (None, Some(dir)) => data::load_folder(dir, config.in_ch, config.image_size),
+        (None, None) => data::embedded_mnist(),
+    }
+    .map_err(|e| e.to_string())?;
+    let want = (config.in_ch, config.image_size, config.image_size);
+    if (data.channels(), data.height(), data.width()) != want {
+        return Err(format!(
+            "the data is {}x{}x{} but config {} needs {}x{}x{}",
+            data.channels(),
+            data.height(),
+            data.width(),
+            config.name,
+            want.0,
+            want.1,
+            want.2
+        ));
+    }
+    Ok(data)
+}
+
+fn train_command(args: &[String]) -> Result<(), String> {
+    let Some(f) = parse(args, TRAIN, "usage: ddpm train [flags]")? else { return Ok(()) };
+    let opts = train_options(&f)?;
+    let data = load_data(&f, &opts.config)?;
+    run_training(&data, &opts).map(|_| ())
+}
+
+/// Trains and writes the EMA weights beside the checkpoint; returns their path.
+fn run_training(data: &Dataset, opts: &TrainOptions) -> Result<PathBuf, String> {
+    println!(
+        "training {} ({} parameters) on {} images, batch {}, {} threads",
+        opts.config.name,
+        UNet::new(&opts.config, &mut rand::rngs::StdRng::seed_from_u64(0)).map_err(|e| e.to_string())?.num_parameters(),
+        data.len(),
+        opts.batch,
+        rayon::current_num_threads()
+    );
+    let (state, summary) = train(data, opts, |line| println!("{line}")).map_err(|e| e.to_string())?;
+    let ema_path = opts.out_dir.join("ema.safetensors");
+    let meta = BTreeMap::from([
+        ("config".to_string(), opts.config.name.clone()),
+        ("step".to_string(), state.step.to_string()),
+    ]);
+    let tensors = state.ema_tensors();
+    safetensors::save(&ema_path, tensors.iter().map(|(n, t)| (n, t)), &meta).map_err(|e| e.to_string())?;
+    println!(
+        "trained {} steps ({} this run) at {:.1} images/s; smoothed loss {:.4}\ncheckpoint: {}\nEMA weights: {}\nloss log: {}",
+        summary.steps,
+        summary.steps_this_run,
+        summary.images_per_sec,
+        summary.smoothed_loss,
+        summary.checkpoint.display(),
+        ema_path.display(),
+        opts.out_dir.join("loss.csv").display()
+    );
+    Ok(ema_path)
+}
+
+/// A U-Net with weights from `path`: a training checkpoint (`model.*` / `ema.*`
+/// names, `which` picks) or a plain weight file with the spec's names.
+pub fn load_model(path: &Path, config: Option<&str>, which: &str) -> Result<UNet, String> {
+    let file = safetensors::load(path).map_err(|e| e.to_string())?;
+    let name = match (config, file.metadata().get("config")) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(c)) => c.clone(),
+        (None, None) => return Err(format!("{}: no config in the file; give --config", path.display())),
+    };
+    let config = UNetConfig::named(&name).map_err(|e| e.to_string())?;
+    let model = UNet::new(&config, &mut rand::rngs::StdRng::seed_from_u64(0)).map_err(|e| e.to_string())?;
+    let params = model.parameters();
+    let prefix = if file.tensors().keys().any(|k| k.starts_with("model.")) {
+        match which {
+            "ema" | "model" => format!("{which}."),
+            w => return Err(format!("--weights: {w:?} is not ema or model")),
+        }
+    } else {
+        String::new()
+    };
+    for (n, p) in &params {
+        let t = file.tensor(&format!("{prefix}{n}")).map_err(|e| format!("{}: {e}", path.display()))?;
+        p.set_value(t.clone()).map_err(|e| format!("{}: {n}: {e}", path.display()))?;
+    }
+    model.set_training(false);
+    Ok(model)
+}
+
+fn sampler_from(f: &Flags) -> Result<Sampler, String> {
+    match f.text("sampler").unwrap_or("ddim") {
+        "ddim" => Ok(Sampler::Ddim {
+            steps: f.checked("steps", 50, "a positive integer", |v: usize| v > 0)?,
+            eta: f.checked("eta", 0.0, "in [0, 1]", |v: f64| (0.0..=1.0).contains(&v))?,
+        }),
+        "ddpm" => Ok(Sampler::Ancestral {
+            steps: f.checked("steps", 1000, "a positive integer", |v: usize| v > 0)?,
+            variance: match f.text("variance").unwrap_or("beta") {
+                "beta" => Variance::Beta,
+                "beta-tilde" => Variance::BetaTilde,
+                v => return Err(format!("--variance: {v:?} is not beta or beta-tilde")),
+            },
+        }),
+        s => Err(format!("--sampler: {s:?} is not ddpm or ddim")),
+    }
+}
+
+/// Samples and writes the grid (and optionally each image); returns the grid path.
+fn write_samples(model: &UNet, sampler: Sampler, f: &Flags, out: &Path) -> Result<PathBuf, String> {
+    let n = f.checked("n", 64, "a positive integer", |v: usize| v > 0)?;
+    let batch = f.checked("batch", 64, "a positive integer", |v: usize| v > 0)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(f.get("seed", 0)?);
+    let schedule = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
+    let start = Instant::now();
+    let mut steps_done = 0usize;
+    let images = sample(model, &schedule, sampler, n, batch, None, &mut rng, |i, total| {
+        steps_done += 1;
+        if i == total || i % 10 == 0 {
+            let secs = start.elapsed().as_secs_f64();
+            println!("  step {i}/{total}  {:.3} s per step", secs / steps_done as f64);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let secs = start.elapsed().as_secs_f64();
+    println!("sampled {n} images in {} ({:.3} s per denoising step)", clock(secs), secs / steps_done.max(1) as f64);
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let grid = out.join(f.text("grid").unwrap_or("samples.png"));
+    let cols = (n as f64).sqrt().ceil() as usize;
+    data::save_grid(&grid, &images, cols).map_err(|e| e.to_string())?;
+    if f.has("individual") {
+        let dir = out.join("samples");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for i in 0..n {
+            let img = images.narrow(0, i, 1).and_then(|t| t.squeeze(0)).map_err(|e| e.to_string())?;
+            data::save_png(dir.join(format!("{i:04}.png")), &img).map_err(|e| e.to_string())?;
+        }
+        println!("individual images: {}", dir.display());
+    }
+    Ok(grid)
+}
+
+fn sample_command(args: &[String]) -> Result<(), String> {
+    let Some(f) = parse(args, SAMPLE, "usage: ddpm sample [flags]")? else { return Ok(()) };
+    let default_ckpt = checkpoint_path(Path::new(DEFAULT_OUT));
+    let ckpt = f.text("checkpoint").map(PathBuf::from).unwrap_or(default_ckpt);
+    let sampler = sampler_from(&f)?;
+    let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
+    let out = f.text("out").map(PathBuf::from).unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let grid = write_samples(&model, sampler, &f, &out)?;
+    println!("sample grid: {}", grid.display());
+    Ok(())
+}
+
+/// `ddpm` with no arguments: train mnist-small on the embedded subset for about
+/// ten minutes, then sample 64 digits with DDIM (50 steps) into a grid.
+fn default_run() -> Result<(), String> {
+    let f = Flags::parse(&[], TRAIN)?;
+    let opts = train_options(&f)?;
+    let data = load_data(&f, &opts.config)?;
+    let weights = run_training(&data, &opts)?;
+    let model = load_model(&weights, None, "ema")?;
+    let sample_flags = Flags::parse(&[], SAMPLE)?;
+    let grid = write_samples(&model, sampler_from(&sample_flags)?, &sample_flags, &opts.out_dir)?;
+    println!("sample grid: {}", grid.display());
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The forward process and the training loss.
+//!
+//! ```text
+//! x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,     eps ~ N(0, I)   (q_sample)
+//! L_simple = E_{t, x_0, eps} || eps - eps_theta(x_t, t) ||^2                   (training_loss)
+//! x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                  (predict_x0)
+//! ```
+
+use autograd::{Result, Var};
+use rand::Rng;
+use rand_distr::StandardNormal;
+use tensor::{Tensor, TensorError};
+
+use crate::schedule::NoiseSchedule;
+use crate::unet::UNet;
+
+/// `[B, 1, 1, 1]` holding `values[t_i]` for each image, to scale a batch per image.
+pub fn per_image(values: &[f64], t: &[usize]) -> Result<Tensor> {
+    let v = t.iter().map(|&s| values[s] as f32).collect();
+    Tensor::from_vec(v, &[t.len(), 1, 1, 1])
+}
+
+/// A standard normal tensor of `shape`.
+pub fn normal<R: Rng + ?Sized>(shape: &[usize], rng: &mut R) -> Tensor {
+    let n = shape.iter().product();
+    let data = (0..n).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+    Tensor::from_vec(data, shape).expect("n elements for shape")
+}
+
+fn check_steps(schedule: &NoiseSchedule, t: &[usize], batch: usize) -> Result<()> {
+    if t.len() != batch || t.iter().any(|&s| s >= schedule.steps()) {
+        return Err(TensorError::InvalidArgument {
+            op: "diffusion",
+            msg: format!("need {batch} steps below {}, got {t:?}", schedule.steps()),
+        });
+    }
+    Ok(())
+}
+
+/// Samples `x_t ~ q(x_t | x_0)` with the given noise: `sqrt(ab) x_0 + sqrt(1 - ab) eps`.
+pub fn q_sample(schedule: &NoiseSchedule, x0: &Tensor, t: &[usize], eps: &Tensor) -> Result<Tensor> {
+    check_steps(schedule, t, x0.shape().first().copied().unwrap_or(0))?;
+    let a = per_image(&schedule.sqrt_alpha_bar, t)?;
+    let s = per_image(&schedule.sqrt_one_minus_alpha_bar, t)?;
+    x0.mul(&a)?.add(&eps.mul(&s)?)
+}
+
+/// `x_0` implied by `x_t` and a noise estimate at steps `t`.
+pub fn predict_x0(schedule: &NoiseSchedule, x_t: &Tensor, t: &[usize], eps: &Tensor) -> Result<Tensor> {
+    let a = per_image(&schedule.sqrt_alpha_bar, t)?;
+    let s = per_image(&schedule.sqrt_one_minus_alpha_bar, t)?;
+    x_t.sub(&eps.mul(&s)?)?.div(&a)
+}
+
+/// One draw of the training objective for a batch `x0` (`[B, C, H, W]` in
+/// `[-1, 1]`): steps uniform over `0..T`, fresh noise, `L_simple`.
+pub fn training_loss<R: Rng + ?Sized>(
+    model: &UNet,
+    schedule: &NoiseSchedule,
+    x0: &Tensor,
+    labels: Option<&[usize]>,
+    rng: &mut R,
+) -> Result<Var> {
+    let b = x0.shape()[0];
+    let t: Vec<usize> = (0..b).map(|_| rng.gen_range(0..schedule.steps())).collect();
+    let eps = normal(x0.shape(), rng);
+    loss_at(model, schedule, x0, &t, &eps, labels)
+}
+
+/// `L_simple` at given steps and noise (deterministic: for tests and resumption checks).
+pub fn loss_at(
+    model: &UNet,
+    schedule: &NoiseSchedule,
+    x0: &Tensor,
+    t: &[usize],
+    eps: &Tensor,
+    labels: Option<&[usize]>,
+) -> Result<Var> {
+    let x_t = q_sample(schedule, x0, t, eps)?;
+    let pred = model.forward(&Var::constant(x_t), t, labels)?;
+    pred.mse_loss(&Var::constant(eps.clone()))
+}

@@ -1,0 +1,145 @@
+//! Sampling: running the learned reverse process from pure noise.
+//!
+//! Every sampler here walks a list of `S` kept steps `tau_1 < ... < tau_S` from
+//! the last to the first (all `T` steps for the paper's sampler), on the schedule
+//! *respaced* to those steps, so that each kept step keeps its `alpha_bar`. At each
+//! step, with `eps = eps_theta(x, tau_i)` and `x0 = predict_x0` clipped to `[-1, 1]`:
+//!
+//! ```text
+//! ancestral (DDPM):  x <- coef_x0 x0 + coef_xt x + sigma z,   sigma^2 = beta or beta_tilde   (z = 0 at the end)
+//! DDIM (Song et al. 2021), with ab = alpha_bar_i, ab' = alpha_bar_{i-1}:
+//!   eps' = (x - sqrt(ab) x0) / sqrt(1 - ab)
+//!   sigma = eta sqrt((1 - ab') / (1 - ab)) sqrt(1 - ab / ab')
+//!   x <- sqrt(ab') x0 + sqrt(1 - ab' - sigma^2) eps' + sigma z
+//! ```
+//! With `eta = 0`, DDIM adds no noise: the result depends only on `x_T`.
+
+use autograd::{no_grad, Result, Var};
+use rand::Rng;
+use tensor::{Tensor, TensorError};
+
+use crate::diffusion::{normal, predict_x0};
+use crate::schedule::{spaced_steps, NoiseSchedule};
+use crate::unet::UNet;
+
+/// The variance of an ancestral step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Variance {
+    /// `sigma^2 = beta_t` (the paper's "large" choice).
+    Beta,
+    /// `sigma^2 = beta_tilde_t`, the posterior variance ("small").
+    BetaTilde,
+}
+
+/// Which reverse process to run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampler {
+    /// DDPM's ancestral sampler over `steps` evenly spaced steps (`T` for the paper's).
+    Ancestral {
+        /// Steps to take (at most `T`).
+        steps: usize,
+        /// `sigma^2`.
+        variance: Variance,
+    },
+    /// DDIM over `steps` evenly spaced steps with noise scale `eta` (0: deterministic).
+    Ddim {
+        /// Steps to take.
+        steps: usize,
+        /// 0 for the deterministic sampler, 1 for DDPM-like noise.
+        eta: f64,
+    },
+}
+
+impl Sampler {
+    fn steps(self) -> usize {
+        match self {
+            Sampler::Ancestral { steps, .. } | Sampler::Ddim { steps, .. } => steps,
+        }
+    }
+}
+
+/// Conditioning for class-conditional models: the class of each sample.
+pub type Labels<'a> = Option<&'a [usize]>;
+
+/// Runs `sampler` from `x_t` (noise `[B, C, H, W]`) down to a sample in `[-1, 1]`,
+/// calling `progress(i, S)` after each step. Recording is off (no tape).
+pub fn sample_from<R: Rng + ?Sized>(
+    model: &UNet,
+    schedule: &NoiseSchedule,
+    sampler: Sampler,
+    mut x: Tensor,
+    labels: Labels<'_>,
+    rng: &mut R,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    if sampler.steps() == 0 {
+        return Err(TensorError::InvalidArgument { op: "sample", msg: "needs at least one step".into() });
+    }
+    if let Sampler::Ddim { eta, .. } = sampler {
+        if !(0.0..=1.0).contains(&eta) {
+            return Err(TensorError::InvalidArgument { op: "sample", msg: format!("eta {eta} is not in [0, 1]") });
+        }
+    }
+    let kept = spaced_steps(schedule.steps(), sampler.steps());
+    let rs = schedule.respaced(&kept);
+    let b = x.shape()[0];
+    for i in (0..kept.len()).rev() {
+        let t_model = vec![kept[i]; b];
+        let t_rs = vec![i; b];
+        let eps = no_grad(|| model.forward(&Var::constant(x.clone()), &t_model, labels))?.value().clone();
+        let x0 = predict_x0(&rs, &x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
+        x = match sampler {
+            Sampler::Ancestral { variance, .. } => {
+                let mean = x0.mul_scalar(rs.posterior_coef_x0[i] as f32).add(&x.mul_scalar(rs.posterior_coef_xt[i] as f32))?;
+                let var = match variance {
+                    Variance::Beta => rs.beta[i],
+                    Variance::BetaTilde => rs.beta_tilde[i],
+                };
+                if i > 0 {
+                    mean.add(&normal(x.shape(), rng).mul_scalar(var.sqrt() as f32))?
+                } else {
+                    mean
+                }
+            }
+            Sampler::Ddim { eta, .. } => {
+                let (ab, ab_prev) = (rs.alpha_bar[i], rs.alpha_bar_prev[i]);
+                let eps = x.sub(&x0.mul_scalar(ab.sqrt() as f32))?.mul_scalar((1.0 / (1.0 - ab).sqrt()) as f32);
+                let sigma = eta * ((1.0 - ab_prev) / (1.0 - ab)).sqrt() * (1.0 - ab / ab_prev).sqrt();
+                let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
+                let next = x0.mul_scalar(ab_prev.sqrt() as f32).add(&eps.mul_scalar(dir as f32))?;
+                if sigma > 0.0 {
+                    next.add(&normal(x.shape(), rng).mul_scalar(sigma as f32))?
+                } else {
+                    next
+                }
+            }
+        };
+        progress(kept.len() - i, kept.len());
+    }
+    Ok(x)
+}
+
+/// Draws `n` samples in batches of at most `batch`, from noise drawn with `rng`.
+pub fn sample<R: Rng + ?Sized>(
+    model: &UNet,
+    schedule: &NoiseSchedule,
+    sampler: Sampler,
+    n: usize,
+    batch: usize,
+    labels: Labels<'_>,
+    rng: &mut R,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    let c = &model.config;
+    let mut parts = Vec::new();
+    let mut done = 0;
+    while done < n {
+        let b = batch.max(1).min(n - done);
+        let x_t = normal(&[b, c.in_ch, c.image_size, c.image_size], rng);
+        let y = labels.map(|l| &l[done..done + b]);
+        parts.push(sample_from(model, schedule, sampler, x_t, y, rng, &mut progress)?);
+        done += b;
+    }
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    Tensor::concat(&refs, 0)
+}

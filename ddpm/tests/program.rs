@@ -1,0 +1,113 @@
+//! The training loop and the program: exact resumption, stopping on a non-finite
+//! loss without losing the last checkpoint, a tiny end-to-end run, bad flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ddpm::config::UNetConfig;
+use ddpm::data::embedded_mnist;
+use ddpm::schedule::BetaSchedule;
+use ddpm::train::{checkpoint_path, train, TrainError, TrainOptions, TrainState};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ddpm-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn options(out: &Path, steps: u64) -> TrainOptions {
+    TrainOptions {
+        config: UNetConfig::named("mnist-tiny").unwrap(),
+        diffusion_steps: 1000,
+        schedule: BetaSchedule::LINEAR,
+        batch: 2,
+        max_steps: Some(steps),
+        time_budget: Some(Duration::from_secs(600)),
+        lr: 1e-3,
+        warmup: 2,
+        clip: 1.0,
+        ema_decay: 0.999,
+        seed: 7,
+        out_dir: out.to_path_buf(),
+        resume: false,
+        checkpoint_every: 1,
+        log_every: 1,
+    }
+}
+
+/// The `loss` column of a run's CSV.
+fn losses(out: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+    text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_resumed_run_computes_the_same_losses_as_an_uninterrupted_one() {
+    let data = embedded_mnist().unwrap();
+    let (a, b) = (temp_dir("straight"), temp_dir("resumed"));
+    train(&data, &options(&a, 4), |_| {}).unwrap();
+    train(&data, &options(&b, 2), |_| {}).unwrap();
+    let resumed = TrainOptions { resume: true, ..options(&b, 4) };
+    let (state, summary) = train(&data, &resumed, |_| {}).unwrap();
+    assert_eq!((state.step, summary.steps_this_run), (4, 2));
+    assert_eq!(losses(&a), losses(&b), "same seed, same losses, interrupted or not");
+    // Resuming with another seed or config is refused.
+    let other = TrainOptions { resume: true, seed: 8, ..options(&b, 5) };
+    assert!(matches!(train(&data, &other, |_| {}), Err(TrainError::Mismatch(_))));
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let data = embedded_mnist().unwrap();
+    let out = temp_dir("nan");
+    // An absurd learning rate sends the weights to ~1e38 after one step.
+    let opts = TrainOptions { lr: 1e38, warmup: 0, ..options(&out, 10) };
+    let err = match train(&data, &opts, |_| {}) {
+        Err(e) => e,
+        Ok(_) => panic!("training with lr 1e38 should blow up"),
+    };
+    let TrainError::NonFinite { step, .. } = err else { panic!("unexpected error {err}") };
+    assert!(err.to_string().contains("not finite"), "{err}");
+    // The checkpoint on disk is the last good step, and it loads.
+    let mut state = TrainState::new(&opts).unwrap();
+    state.load(&checkpoint_path(&out), &opts).unwrap();
+    assert_eq!(state.step, step);
+}
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    ddpm::app::run(&args)
+}
+
+#[test]
+fn a_tiny_end_to_end_train_and_sample() {
+    let out = temp_dir("e2e");
+    let o = out.to_str().unwrap();
+    run(&["train", "--config", "mnist-tiny", "--steps", "2", "--batch", "2", "--out", o]).unwrap();
+    for f in ["checkpoint.safetensors", "ema.safetensors", "loss.csv"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let ckpt = out.join("checkpoint.safetensors");
+    let c = ckpt.to_str().unwrap();
+    run(&["sample", "--checkpoint", c, "--steps", "2", "--n", "3", "--individual", "--grid", "g.png"]).unwrap();
+    let grid = image::open(out.join("g.png")).unwrap();
+    // 2 columns of 28 pixels with 2-pixel padding around and between.
+    assert_eq!((grid.width(), grid.height()), (2 + 2 * 30, 2 + 2 * 30));
+    assert!(out.join("samples/0002.png").exists());
+    run(&["sample", "--checkpoint", c, "--sampler", "ddpm", "--steps", "3", "--n", "2", "--weights", "model"]).unwrap();
+}
+
+#[test]
+fn bad_flags_and_files_give_clear_errors() {
+    let err = |args: &[&str]| run(args).unwrap_err();
+    assert!(err(&["train", "--bogus"]).starts_with("unknown flag --bogus"));
+    assert!(err(&["train", "--batch", "0"]).contains("--batch must be a positive integer"));
+    assert!(err(&["train", "--lr", "fast"]).contains("--lr: cannot read \"fast\""));
+    assert!(err(&["train", "--config", "imagenet"]).contains("unknown config \"imagenet\""));
+    assert!(err(&["train", "--data", "/nonexistent/mnist", "--steps", "1"]).contains("/nonexistent/mnist"));
+    assert!(err(&["sample", "--checkpoint", "/nonexistent.safetensors"]).contains("/nonexistent.safetensors"));
+    assert!(err(&["sample", "--sampler", "euler"]).contains("--sampler"));
+    assert!(err(&["frobnicate"]).contains("unknown command"));
+    assert!(run(&["train", "--help"]).is_ok());
+}
