@@ -51,7 +51,10 @@ fn raw_sgemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) 
 fn bench(c: &mut Criterion) {
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut group = c.benchmark_group("matmul");
-    group.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
     for &(m, k, n) in &SHAPES {
         let id = format!("{m}x{k}x{n}");
         group.throughput(Throughput::Elements(2 * (m * k * n) as u64));
@@ -62,7 +65,10 @@ fn bench(c: &mut Criterion) {
             bench.iter(|| raw_sgemm(&av, &bv, &mut out, m, k, n))
         });
         for threads in [1, all] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
             group.bench_function(BenchmarkId::new(format!("ours/t{threads}"), &id), |bench| {
                 pool.install(|| bench.iter(|| a.matmul(&b).expect("shapes agree")))
             });

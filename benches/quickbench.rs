@@ -38,7 +38,10 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 
 /// GFLOP/s of `f` (which does `flops` floating-point operations) on `threads` threads.
 fn gflops(threads: usize, reps: usize, flops: f64, f: impl FnMut() + Send) -> f64 {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
     pool.install(|| flops / median_secs(reps, f) / 1e9)
 }
 
@@ -119,7 +122,10 @@ fn conv_table(all: usize, reps: usize) {
     println!("\n## conv2d 3x3, stride 1, padding 1 (GFLOP/s)\n");
     println!("| input -> Cout | fwd, 1 thread | fwd, {all} | fwd+bwd, 1 thread | fwd+bwd, {all} | scaling (fwd+bwd) |");
     println!("|---|---|---|---|---|---|");
-    let params = Conv2dParams { stride: 1, padding: 1 };
+    let params = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
     for &(shape, cout) in &CONV_SHAPES {
         let [b, cin, h, w] = shape;
         let x = random(&shape, 3);
@@ -198,7 +204,9 @@ fn main() {
         return;
     }
     if cfg!(feature = "mm-threading") {
-        eprintln!("quickbench: built with mm-threading, our own sgemm calls would nest pools; run raw-threaded");
+        eprintln!(
+            "quickbench: built with mm-threading, our own sgemm calls would nest pools; run raw-threaded"
+        );
         std::process::exit(2);
     }
     if what == "matmul" || what == "all" {

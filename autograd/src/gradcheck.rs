@@ -67,7 +67,13 @@ pub fn check_gradients(
                 let args: Vec<Var> = leaves
                     .iter()
                     .enumerate()
-                    .map(|(k, l)| if k == i { Var::constant(moved.clone()) } else { l.detach() })
+                    .map(|(k, l)| {
+                        if k == i {
+                            Var::constant(moved.clone())
+                        } else {
+                            l.detach()
+                        }
+                    })
                     .collect();
                 Ok(project(no_grad(|| f(&args))?.value(), &r))
             };

@@ -136,7 +136,9 @@ pub(crate) fn backward_from(root: NodeId, root_leaf: Option<&GradCell>, seed: Te
     grads.insert(root, seed);
     for entry in entries.into_iter().rev() {
         // An op the root does not depend on: dropping it frees what it saved.
-        let Some(g) = grads.remove(&entry.output) else { continue };
+        let Some(g) = grads.remove(&entry.output) else {
+            continue;
+        };
         let input_grads = (entry.backward)(&g)?;
         if input_grads.len() != entry.inputs.len() {
             return Err(TensorError::InvalidArgument {
@@ -150,7 +152,9 @@ pub(crate) fn backward_from(root: NodeId, root_leaf: Option<&GradCell>, seed: Te
             });
         }
         for (input, gi) in entry.inputs.into_iter().zip(input_grads) {
-            let (Some(input), Some(gi)) = (input, gi) else { continue };
+            let (Some(input), Some(gi)) = (input, gi) else {
+                continue;
+            };
             if gi.shape() != input.shape {
                 return Err(TensorError::ShapeMismatch {
                     op: entry.op,

@@ -20,7 +20,12 @@ pub struct Var {
 
 impl std::fmt::Debug for Var {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Var({:?}, requires_grad: {})", self.value, self.requires_grad())
+        write!(
+            f,
+            "Var({:?}, requires_grad: {})",
+            self.value,
+            self.requires_grad()
+        )
     }
 }
 
@@ -49,7 +54,10 @@ impl Var {
             shape: value.shape().to_vec(),
             leaf: Some(cell),
         };
-        Var { value, node: Some(node) }
+        Var {
+            value,
+            node: Some(node),
+        }
     }
 
     /// The result of an op: `value`, computed from `inputs`, whose gradients the
@@ -73,7 +81,10 @@ impl Var {
             shape: value.shape().to_vec(),
             leaf: None,
         };
-        Var { value, node: Some(node) }
+        Var {
+            value,
+            node: Some(node),
+        }
     }
 
     /// The value.

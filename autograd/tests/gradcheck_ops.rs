@@ -32,14 +32,19 @@ fn check_tol(f: impl Fn(&[Var]) -> Result<Var>, inputs: &[Tensor], tol: Toleranc
 /// A shape of rank 1..=3 with sizes 1..=4, and a broadcast partner: each axis
 /// either kept or set to 1, with leading axes possibly dropped.
 fn shape_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
-    prop::collection::vec(1usize..5, 1..4).prop_flat_map(|shape| {
-        let r = shape.len();
-        (Just(shape), prop::collection::vec(any::<bool>(), r), 0..r)
-    })
-    .prop_map(|(shape, ones, drop)| {
-        let other: Vec<usize> = shape.iter().zip(&ones).map(|(&d, &o)| if o { 1 } else { d }).collect();
-        (shape, other[drop..].to_vec())
-    })
+    prop::collection::vec(1usize..5, 1..4)
+        .prop_flat_map(|shape| {
+            let r = shape.len();
+            (Just(shape), prop::collection::vec(any::<bool>(), r), 0..r)
+        })
+        .prop_map(|(shape, ones, drop)| {
+            let other: Vec<usize> = shape
+                .iter()
+                .zip(&ones)
+                .map(|(&d, &o)| if o { 1 } else { d })
+                .collect();
+            (shape, other[drop..].to_vec())
+        })
 }
 
 proptest! {
@@ -60,14 +65,14 @@ proptest! {
     fn unary_ops(shape in prop::collection::vec(1usize..5, 1..4), seed in 0u64..1000) {
         let x = random(&shape, seed);
         let p = positive(&shape, seed);
-        check(|v| Ok(v[0].exp()), &[x.clone()]);
-        check(|v| Ok(v[0].log()), &[p.clone()]);
-        check(|v| Ok(v[0].sqrt()), &[p.clone()]);
+        check(|v| Ok(v[0].exp()), std::slice::from_ref(&x));
+        check(|v| Ok(v[0].log()), std::slice::from_ref(&p));
+        check(|v| Ok(v[0].sqrt()), std::slice::from_ref(&p));
         check(|v| Ok(v[0].powf(1.7)), &[p]);
-        check(|v| Ok(v[0].square()), &[x.clone()]);
-        check(|v| Ok(v[0].tanh()), &[x.clone()]);
-        check(|v| Ok(v[0].sigmoid()), &[x.clone()]);
-        check(|v| Ok(v[0].silu()), &[x.clone()]);
+        check(|v| Ok(v[0].square()), std::slice::from_ref(&x));
+        check(|v| Ok(v[0].tanh()), std::slice::from_ref(&x));
+        check(|v| Ok(v[0].sigmoid()), std::slice::from_ref(&x));
+        check(|v| Ok(v[0].silu()), std::slice::from_ref(&x));
         check(|v| Ok(v[0].neg().add_scalar(0.5).mul_scalar(-3.0)), &[x]);
     }
 
@@ -75,7 +80,7 @@ proptest! {
     fn kinks_away_from_zero(shape in prop::collection::vec(1usize..5, 1..3), seed in 0u64..1000) {
         // relu and abs have a kink at 0: keep the inputs at least 0.1 away.
         let x = random(&shape, seed).map(|v| if v.abs() < 0.1 { v.signum() * 0.1 + v } else { v });
-        check(|v| Ok(v[0].relu()), &[x.clone()]);
+        check(|v| Ok(v[0].relu()), std::slice::from_ref(&x));
         check(|v| Ok(v[0].abs()), &[x]);
     }
 
@@ -85,10 +90,10 @@ proptest! {
         // permute, then an op that needs the values in permuted order
         let w = random(&[d2, d0, d1], seed + 1);
         check(|v| v[0].permute(&[2, 0, 1])?.mul(&v[1]), &[x.clone(), w]);
-        check(|v| v[0].transpose(0, 2)?.reshape(&[d2 * d1 * d0])?.square().sum_all(), &[x.clone()]);
-        check(|v| v[0].narrow(1, 1, d1 - 1)?.exp().sum(&[1], false), &[x.clone()]);
-        check(|v| Ok(v[0].unsqueeze(1)?.broadcast_to(&[d0, 3, d1, d2])?.tanh()), &[x.clone()]);
-        check(|v| v[0].reshape(&[d0 * d1, d2])?.unsqueeze(0)?.squeeze(0), &[x.clone()]);
+        check(|v| v[0].transpose(0, 2)?.reshape(&[d2 * d1 * d0])?.square().sum_all(), std::slice::from_ref(&x));
+        check(|v| v[0].narrow(1, 1, d1 - 1)?.exp().sum(&[1], false), std::slice::from_ref(&x));
+        check(|v| Ok(v[0].unsqueeze(1)?.broadcast_to(&[d0, 3, d1, d2])?.tanh()), std::slice::from_ref(&x));
+        check(|v| v[0].reshape(&[d0 * d1, d2])?.unsqueeze(0)?.squeeze(0), std::slice::from_ref(&x));
         let split = |v: &[Var]| -> Result<Var> {
             let parts = v[0].split(1, &[1, d1 - 1])?;
             Var::concat(&[&parts[1].square(), &parts[0]], 1)
@@ -100,12 +105,12 @@ proptest! {
     fn reductions_and_softmax(shape in prop::collection::vec(1usize..5, 2..4), seed in 0u64..1000, keep: bool) {
         let x = random(&shape, seed);
         let last = shape.len() - 1;
-        check(|v| v[0].sum(&[0, last], keep), &[x.clone()]);
-        check(|v| v[0].mean(&[last], keep), &[x.clone()]);
-        check(|v| v[0].mean_all(), &[x.clone()]);
-        check(|v| v[0].softmax(last), &[x.clone()]);
-        check(|v| v[0].softmax(0), &[x.clone()]);
-        check(|v| v[0].log_softmax(last), &[x.clone()]);
+        check(|v| v[0].sum(&[0, last], keep), std::slice::from_ref(&x));
+        check(|v| v[0].mean(&[last], keep), std::slice::from_ref(&x));
+        check(|v| v[0].mean_all(), std::slice::from_ref(&x));
+        check(|v| v[0].softmax(last), std::slice::from_ref(&x));
+        check(|v| v[0].softmax(0), std::slice::from_ref(&x));
+        check(|v| v[0].log_softmax(last), std::slice::from_ref(&x));
         check(|v| v[0].permute(&(0..=last).rev().collect::<Vec<_>>())?.log_softmax(0), &[x]);
     }
 
@@ -144,7 +149,7 @@ proptest! {
     fn embedding_and_losses(rows in 1usize..6, dim in 1usize..4, seed in 0u64..1000) {
         let table = random(&[rows, dim], seed);
         let idx: Vec<usize> = (0..5).map(|i| (i * 7 + seed as usize) % rows).collect();
-        check(|v| v[0].index_select(0, &idx), &[table.clone()]);
+        check(|v| v[0].index_select(0, &idx), std::slice::from_ref(&table));
         let target = random(&[rows, dim], seed + 1);
         check(|v| v[0].mse_loss(&v[1]), &[table.clone(), target]);
         let labels: Vec<usize> = (0..rows).map(|i| (i * 3 + seed as usize) % dim).collect();
@@ -172,7 +177,10 @@ fn dropout_backward_uses_the_forward_mask() {
     // d sum(y) / dx = the mask itself: 0 where dropped, 1 / (1 - p) where kept.
     assert_eq!(x.grad().unwrap().to_vec(), kept);
     let dropped = kept.iter().filter(|&&v| v == 0.0).count();
-    assert!((200..300).contains(&dropped), "{dropped} of 1000 dropped at p = 0.25");
+    assert!(
+        (200..300).contains(&dropped),
+        "{dropped} of 1000 dropped at p = 0.25"
+    );
     assert!(kept.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
     assert!(x.dropout(1.0, &mut rng).is_err());
 }
@@ -180,8 +188,14 @@ fn dropout_backward_uses_the_forward_mask() {
 #[test]
 fn composite_conv_net() {
     // conv -> group norm -> silu -> conv (stride 2) -> mean: a small block of the U-Net.
-    let p1 = Conv2dParams { stride: 1, padding: 1 };
-    let p2 = Conv2dParams { stride: 2, padding: 1 };
+    let p1 = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
+    let p2 = Conv2dParams {
+        stride: 2,
+        padding: 1,
+    };
     let net = |v: &[Var]| -> Result<Var> {
         let h = v[0].conv2d(&v[1], Some(&v[2]), p1)?;
         let h = h.group_norm(2, &v[3], &v[4], 1e-5)?.silu();
@@ -204,10 +218,18 @@ fn composite_attention_block() {
     let attn = |v: &[Var]| -> Result<Var> {
         let x = &v[0]; // [B, N, C]
         let (q, k, val) = (x.matmul(&v[1])?, x.matmul(&v[2])?, x.matmul(&v[3])?);
-        let w = q.matmul(&k.transpose(1, 2)?)?.mul_scalar(1.0 / 3f32.sqrt()).softmax(2)?;
+        let w = q
+            .matmul(&k.transpose(1, 2)?)?
+            .mul_scalar(1.0 / 3f32.sqrt())
+            .softmax(2)?;
         x.add(&w.matmul(&val)?)
     };
-    let inputs = [random(&[2, 4, 3], 1), random(&[3, 3], 2), random(&[3, 3], 3), random(&[3, 3], 4)];
+    let inputs = [
+        random(&[2, 4, 3], 1),
+        random(&[3, 3], 2),
+        random(&[3, 3], 3),
+        random(&[3, 3], 4),
+    ];
     check(attn, &inputs);
 }
 
@@ -218,7 +240,9 @@ fn the_checker_catches_a_wrong_rule() {
         let x = v[0].clone();
         let y = x.value().square();
         let xv = x.value().clone();
-        Ok(Var::from_op(y, "wrong_square", &[&x], move |g| Ok(vec![Some(g.mul(&xv)?)])))
+        Ok(Var::from_op(y, "wrong_square", &[&x], move |g| {
+            Ok(vec![Some(g.mul(&xv)?)])
+        }))
     };
     let verdict = check_gradients(wrong, &[random(&[4], 9)], Tolerance::default()).unwrap();
     assert!(verdict.is_err());

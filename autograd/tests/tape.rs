@@ -11,7 +11,13 @@ fn vec3(a: f32, b: f32, c: f32) -> Tensor {
 fn a_value_used_twice_gets_the_sum_of_both_gradients() {
     // y = sum(x * x + 3 x): dy/dx = 2x + 3, reached along two paths.
     let x = Var::leaf(vec3(1.0, -2.0, 0.5));
-    let y = x.mul(&x).unwrap().add(&x.mul_scalar(3.0)).unwrap().sum_all().unwrap();
+    let y = x
+        .mul(&x)
+        .unwrap()
+        .add(&x.mul_scalar(3.0))
+        .unwrap()
+        .sum_all()
+        .unwrap();
     y.backward().unwrap();
     assert_eq!(x.grad().unwrap().to_vec(), vec![5.0, -1.0, 4.0]);
 }

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use crate::cli::{help, Flags, Spec};
 use crate::config::UNetConfig;
 use crate::data::{self, Dataset, Split};
-use crate::sample::{sample, Sampler, Variance};
+use crate::sample::{sample, Request, Sampler, Variance};
 use crate::schedule::{BetaSchedule, NoiseSchedule};
 use crate::train::{checkpoint_path, clock, train, TrainOptions};
 use crate::unet::UNet;
@@ -20,47 +20,178 @@ use crate::unet::UNet;
 pub const DEFAULT_OUT: &str = "runs/default";
 
 const COMMON: &[Spec] = &[
-    Spec { name: "threads", value: Some("N"), help: "worker threads (default: all cores)" },
-    Spec { name: "help", value: None, help: "this help" },
+    Spec {
+        name: "threads",
+        value: Some("N"),
+        help: "worker threads (default: all cores)",
+    },
+    Spec {
+        name: "help",
+        value: None,
+        help: "this help",
+    },
 ];
 
 const TRAIN: &[Spec] = &[
-    Spec { name: "config", value: Some("NAME"), help: "mnist-tiny | mnist-small | cifar10 (default mnist-small)" },
-    Spec { name: "data", value: Some("DIR"), help: "MNIST-style IDX files (raw or .gz); default: the embedded subset" },
-    Spec { name: "images", value: Some("DIR"), help: "a folder of PNG/JPEG images instead (resized to the config)" },
-    Spec { name: "batch", value: Some("N"), help: "images per step (default 64)" },
-    Spec { name: "steps", value: Some("N"), help: "stop after N steps in total" },
-    Spec { name: "minutes", value: Some("M"), help: "stop after M minutes (default 10 when --steps is not given)" },
-    Spec { name: "lr", value: Some("X"), help: "Adam learning rate (default 2e-4)" },
-    Spec { name: "warmup", value: Some("N"), help: "linear warm-up steps (default 500)" },
-    Spec { name: "clip", value: Some("X"), help: "gradient-norm clip (default 1.0)" },
-    Spec { name: "ema", value: Some("X"), help: "EMA decay (default 0.999, with the (1+n)/(10+n) warm-up)" },
-    Spec { name: "schedule", value: Some("S"), help: "linear | cosine (default linear)" },
-    Spec { name: "seed", value: Some("N"), help: "seed of everything random (default 0)" },
-    Spec { name: "out", value: Some("DIR"), help: "output directory (default runs/default)" },
-    Spec { name: "resume", value: None, help: "continue from DIR/checkpoint.safetensors" },
-    Spec { name: "checkpoint-every", value: Some("N"), help: "save every N steps (default 200)" },
-    Spec { name: "log-every", value: Some("N"), help: "progress line every N steps (default 20)" },
+    Spec {
+        name: "config",
+        value: Some("NAME"),
+        help: "mnist-tiny | mnist-small | cifar10 (default mnist-small)",
+    },
+    Spec {
+        name: "data",
+        value: Some("DIR"),
+        help: "MNIST-style IDX files (raw or .gz); default: the embedded subset",
+    },
+    Spec {
+        name: "images",
+        value: Some("DIR"),
+        help: "a folder of PNG/JPEG images instead (resized to the config)",
+    },
+    Spec {
+        name: "batch",
+        value: Some("N"),
+        help: "images per step (default 64)",
+    },
+    Spec {
+        name: "steps",
+        value: Some("N"),
+        help: "stop after N steps in total",
+    },
+    Spec {
+        name: "minutes",
+        value: Some("M"),
+        help: "stop after M minutes (default 10 when --steps is not given)",
+    },
+    Spec {
+        name: "lr",
+        value: Some("X"),
+        help: "Adam learning rate (default 2e-4)",
+    },
+    Spec {
+        name: "warmup",
+        value: Some("N"),
+        help: "linear warm-up steps (default 500)",
+    },
+    Spec {
+        name: "clip",
+        value: Some("X"),
+        help: "gradient-norm clip (default 1.0)",
+    },
+    Spec {
+        name: "ema",
+        value: Some("X"),
+        help: "EMA decay (default 0.999, with the (1+n)/(10+n) warm-up)",
+    },
+    Spec {
+        name: "schedule",
+        value: Some("S"),
+        help: "linear | cosine (default linear)",
+    },
+    Spec {
+        name: "seed",
+        value: Some("N"),
+        help: "seed of everything random (default 0)",
+    },
+    Spec {
+        name: "out",
+        value: Some("DIR"),
+        help: "output directory (default runs/default)",
+    },
+    Spec {
+        name: "resume",
+        value: None,
+        help: "continue from DIR/checkpoint.safetensors",
+    },
+    Spec {
+        name: "checkpoint-every",
+        value: Some("N"),
+        help: "save every N steps (default 200)",
+    },
+    Spec {
+        name: "log-every",
+        value: Some("N"),
+        help: "progress line every N steps (default 20)",
+    },
 ];
 
 const SAMPLE: &[Spec] = &[
-    Spec { name: "checkpoint", value: Some("FILE"), help: "weights (default runs/default/checkpoint.safetensors)" },
-    Spec { name: "config", value: Some("NAME"), help: "config, for weight files without metadata" },
-    Spec { name: "weights", value: Some("W"), help: "ema | model, in a training checkpoint (default ema)" },
-    Spec { name: "sampler", value: Some("S"), help: "ddpm | ddim (default ddim)" },
-    Spec { name: "steps", value: Some("N"), help: "denoising steps (default 50 for ddim, 1000 for ddpm)" },
-    Spec { name: "eta", value: Some("X"), help: "DDIM noise, 0 = deterministic (default 0)" },
-    Spec { name: "variance", value: Some("V"), help: "ddpm variance: beta | beta-tilde (default beta)" },
-    Spec { name: "n", value: Some("N"), help: "number of samples (default 64)" },
-    Spec { name: "batch", value: Some("N"), help: "samples per batch (default 64)" },
-    Spec { name: "seed", value: Some("N"), help: "seed (default 0)" },
-    Spec { name: "out", value: Some("DIR"), help: "output directory (default: the checkpoint's)" },
-    Spec { name: "grid", value: Some("FILE"), help: "grid file name in DIR (default samples.png)" },
-    Spec { name: "individual", value: None, help: "also write each sample as DIR/samples/NNNN.png" },
+    Spec {
+        name: "checkpoint",
+        value: Some("FILE"),
+        help: "weights (default runs/default/checkpoint.safetensors)",
+    },
+    Spec {
+        name: "config",
+        value: Some("NAME"),
+        help: "config, for weight files without metadata",
+    },
+    Spec {
+        name: "weights",
+        value: Some("W"),
+        help: "ema | model, in a training checkpoint (default ema)",
+    },
+    Spec {
+        name: "sampler",
+        value: Some("S"),
+        help: "ddpm | ddim (default ddim)",
+    },
+    Spec {
+        name: "steps",
+        value: Some("N"),
+        help: "denoising steps (default 50 for ddim, 1000 for ddpm)",
+    },
+    Spec {
+        name: "eta",
+        value: Some("X"),
+        help: "DDIM noise, 0 = deterministic (default 0)",
+    },
+    Spec {
+        name: "variance",
+        value: Some("V"),
+        help: "ddpm variance: beta | beta-tilde (default beta)",
+    },
+    Spec {
+        name: "n",
+        value: Some("N"),
+        help: "number of samples (default 64)",
+    },
+    Spec {
+        name: "batch",
+        value: Some("N"),
+        help: "samples per batch (default 64)",
+    },
+    Spec {
+        name: "seed",
+        value: Some("N"),
+        help: "seed (default 0)",
+    },
+    Spec {
+        name: "out",
+        value: Some("DIR"),
+        help: "output directory (default: the checkpoint's)",
+    },
+    Spec {
+        name: "grid",
+        value: Some("FILE"),
+        help: "grid file name in DIR (default samples.png)",
+    },
+    Spec {
+        name: "individual",
+        value: None,
+        help: "also write each sample as DIR/samples/NNNN.png",
+    },
 ];
 
 fn specs(own: &[Spec]) -> Vec<Spec> {
-    own.iter().chain(COMMON).map(|s| Spec { name: s.name, value: s.value, help: s.help }).collect()
+    own.iter()
+        .chain(COMMON)
+        .map(|s| Spec {
+            name: s.name,
+            value: s.value,
+            help: s.help,
+        })
+        .collect()
 }
 
 /// Runs the program on its arguments (without the program name); `Err` holds the
@@ -98,15 +229,25 @@ fn parse(args: &[String], own: &[Spec], usage: &str) -> Result<Option<Flags>, St
         return Ok(None);
     }
     if let Some(n) = flags.text("threads") {
-        let n: usize = n.parse().ok().filter(|&n| n > 0).ok_or(format!("--threads: cannot read {n:?}"))?;
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| e.to_string())?;
+        let n: usize = n
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or(format!("--threads: cannot read {n:?}"))?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| e.to_string())?;
     }
     Ok(Some(flags))
 }
 
 fn train_options(f: &Flags) -> Result<TrainOptions, String> {
     let config = UNetConfig::named(f.text("config").unwrap_or("mnist-small")).map_err(|e| e.to_string())?;
-    let steps: Option<u64> = f.text("steps").map(|_| f.checked("steps", 1, "a positive integer", |v| v > 0)).transpose()?;
+    let steps: Option<u64> = f
+        .text("steps")
+        .map(|_| f.checked("steps", 1, "a positive integer", |v| v > 0))
+        .transpose()?;
     let default_minutes = if steps.is_some() { None } else { Some(10.0) };
     let minutes: Option<f64> = match f.text("minutes") {
         Some(_) => Some(f.checked("minutes", 10.0, "a positive number", |v: f64| v > 0.0)?),
@@ -162,7 +303,9 @@ fn load_data(f: &Flags, config: &UNetConfig) -> Result<Dataset, String> {
 }
 
 fn train_command(args: &[String]) -> Result<(), String> {
-    let Some(f) = parse(args, TRAIN, "usage: ddpm train [flags]")? else { return Ok(()) };
+    let Some(f) = parse(args, TRAIN, "usage: ddpm train [flags]")? else {
+        return Ok(());
+    };
     let opts = train_options(&f)?;
     let data = load_data(&f, &opts.config)?;
     run_training(&data, &opts).map(|_| ())
@@ -173,7 +316,9 @@ fn run_training(data: &Dataset, opts: &TrainOptions) -> Result<PathBuf, String> 
     println!(
         "training {} ({} parameters) on {} images, batch {}, {} threads",
         opts.config.name,
-        UNet::new(&opts.config, &mut rand::rngs::StdRng::seed_from_u64(0)).map_err(|e| e.to_string())?.num_parameters(),
+        UNet::new(&opts.config, &mut rand::rngs::StdRng::seed_from_u64(0))
+            .map_err(|e| e.to_string())?
+            .num_parameters(),
         data.len(),
         opts.batch,
         rayon::current_num_threads()
@@ -206,7 +351,12 @@ pub fn load_model(path: &Path, config: Option<&str>, which: &str) -> Result<UNet
     let name = match (config, file.metadata().get("config")) {
         (Some(c), _) => c.to_string(),
         (None, Some(c)) => c.clone(),
-        (None, None) => return Err(format!("{}: no config in the file; give --config", path.display())),
+        (None, None) => {
+            return Err(format!(
+                "{}: no config in the file; give --config",
+                path.display()
+            ))
+        }
     };
     let config = UNetConfig::named(&name).map_err(|e| e.to_string())?;
     let model = UNet::new(&config, &mut rand::rngs::StdRng::seed_from_u64(0)).map_err(|e| e.to_string())?;
@@ -220,8 +370,11 @@ pub fn load_model(path: &Path, config: Option<&str>, which: &str) -> Result<UNet
         String::new()
     };
     for (n, p) in &params {
-        let t = file.tensor(&format!("{prefix}{n}")).map_err(|e| format!("{}: {e}", path.display()))?;
-        p.set_value(t.clone()).map_err(|e| format!("{}: {n}: {e}", path.display()))?;
+        let t = file
+            .tensor(&format!("{prefix}{n}"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        p.set_value(t.clone())
+            .map_err(|e| format!("{}: {n}: {e}", path.display()))?;
     }
     model.set_training(false);
     Ok(model)
@@ -253,7 +406,13 @@ fn write_samples(model: &UNet, sampler: Sampler, f: &Flags, out: &Path) -> Resul
     let schedule = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
     let start = Instant::now();
     let mut steps_done = 0usize;
-    let images = sample(model, &schedule, sampler, n, batch, None, &mut rng, |i, total| {
+    let request = Request {
+        sampler,
+        n,
+        batch,
+        labels: None,
+    };
+    let images = sample(model, &schedule, request, &mut rng, |i, total| {
         steps_done += 1;
         if i == total || i % 10 == 0 {
             let secs = start.elapsed().as_secs_f64();
@@ -262,7 +421,11 @@ fn write_samples(model: &UNet, sampler: Sampler, f: &Flags, out: &Path) -> Resul
     })
     .map_err(|e| e.to_string())?;
     let secs = start.elapsed().as_secs_f64();
-    println!("sampled {n} images in {} ({:.3} s per denoising step)", clock(secs), secs / steps_done.max(1) as f64);
+    println!(
+        "sampled {n} images in {} ({:.3} s per denoising step)",
+        clock(secs),
+        secs / steps_done.max(1) as f64
+    );
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let grid = out.join(f.text("grid").unwrap_or("samples.png"));
     let cols = (n as f64).sqrt().ceil() as usize;
@@ -271,7 +434,10 @@ fn write_samples(model: &UNet, sampler: Sampler, f: &Flags, out: &Path) -> Resul
         let dir = out.join("samples");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for i in 0..n {
-            let img = images.narrow(0, i, 1).and_then(|t| t.squeeze(0)).map_err(|e| e.to_string())?;
+            let img = images
+                .narrow(0, i, 1)
+                .and_then(|t| t.squeeze(0))
+                .map_err(|e| e.to_string())?;
             data::save_png(dir.join(format!("{i:04}.png")), &img).map_err(|e| e.to_string())?;
         }
         println!("individual images: {}", dir.display());
@@ -280,12 +446,17 @@ fn write_samples(model: &UNet, sampler: Sampler, f: &Flags, out: &Path) -> Resul
 }
 
 fn sample_command(args: &[String]) -> Result<(), String> {
-    let Some(f) = parse(args, SAMPLE, "usage: ddpm sample [flags]")? else { return Ok(()) };
+    let Some(f) = parse(args, SAMPLE, "usage: ddpm sample [flags]")? else {
+        return Ok(());
+    };
     let default_ckpt = checkpoint_path(Path::new(DEFAULT_OUT));
     let ckpt = f.text("checkpoint").map(PathBuf::from).unwrap_or(default_ckpt);
     let sampler = sampler_from(&f)?;
     let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
-    let out = f.text("out").map(PathBuf::from).unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let out = f
+        .text("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
     let grid = write_samples(&model, sampler, &f, &out)?;
     println!("sample grid: {}", grid.display());
     Ok(())

@@ -36,12 +36,19 @@ impl Flags {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
-            let spec = specs.iter().find(|s| s.name == name).ok_or_else(|| format!("unknown flag --{name}"))?;
+            let spec = specs
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| format!("unknown flag --{name}"))?;
             let value = match (spec.value, inline) {
                 (Some(_), Some(v)) => Some(v),
                 (Some(placeholder), None) => {
                     i += 1;
-                    Some(args.get(i).cloned().ok_or_else(|| format!("--{name} needs a value ({placeholder})"))?)
+                    Some(
+                        args.get(i)
+                            .cloned()
+                            .ok_or_else(|| format!("--{name} needs a value ({placeholder})"))?,
+                    )
                 }
                 (None, Some(_)) => return Err(format!("--{name} takes no value")),
                 (None, None) => None,
@@ -74,7 +81,13 @@ impl Flags {
     }
 
     /// Like [`Flags::get`], and the value must satisfy `ok` (described by `what`).
-    pub fn checked<T: FromStr + Copy>(&self, name: &str, default: T, what: &str, ok: impl Fn(T) -> bool) -> Result<T, String> {
+    pub fn checked<T: FromStr + Copy>(
+        &self,
+        name: &str,
+        default: T,
+        what: &str,
+        ok: impl Fn(T) -> bool,
+    ) -> Result<T, String> {
         let v = self.get(name, default)?;
         if ok(v) {
             Ok(v)
@@ -102,8 +115,16 @@ mod tests {
     use super::*;
 
     const SPECS: &[Spec] = &[
-        Spec { name: "steps", value: Some("N"), help: "steps" },
-        Spec { name: "resume", value: None, help: "resume" },
+        Spec {
+            name: "steps",
+            value: Some("N"),
+            help: "steps",
+        },
+        Spec {
+            name: "resume",
+            value: None,
+            help: "resume",
+        },
     ];
 
     fn args(a: &[&str]) -> Vec<String> {
@@ -116,11 +137,22 @@ mod tests {
         assert_eq!((f.get("steps", 0usize).unwrap(), f.has("resume")), (5, true));
         let f = Flags::parse(&args(&["--steps=7"]), SPECS).unwrap();
         assert_eq!(f.get("steps", 0usize).unwrap(), 7);
-        assert_eq!(Flags::parse(&args(&["--bogus"]), SPECS).unwrap_err(), "unknown flag --bogus");
-        assert!(Flags::parse(&args(&["--steps"]), SPECS).unwrap_err().contains("needs a value"));
-        assert!(Flags::parse(&args(&["--resume=1"]), SPECS).unwrap_err().contains("takes no value"));
-        assert!(Flags::parse(&args(&["x"]), SPECS).unwrap_err().contains("unexpected argument"));
-        assert!(Flags::parse(&args(&["--steps", "1", "--steps", "2"]), SPECS).unwrap_err().contains("twice"));
+        assert_eq!(
+            Flags::parse(&args(&["--bogus"]), SPECS).unwrap_err(),
+            "unknown flag --bogus"
+        );
+        assert!(Flags::parse(&args(&["--steps"]), SPECS)
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(Flags::parse(&args(&["--resume=1"]), SPECS)
+            .unwrap_err()
+            .contains("takes no value"));
+        assert!(Flags::parse(&args(&["x"]), SPECS)
+            .unwrap_err()
+            .contains("unexpected argument"));
+        assert!(Flags::parse(&args(&["--steps", "1", "--steps", "2"]), SPECS)
+            .unwrap_err()
+            .contains("twice"));
         let f = Flags::parse(&args(&["--steps", "x"]), SPECS).unwrap();
         assert_eq!(f.get("steps", 0usize).unwrap_err(), "--steps: cannot read \"x\"");
         assert!(f.checked("resume", 0usize, "positive", |v| v > 0).is_err());

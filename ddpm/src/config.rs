@@ -64,21 +64,49 @@ impl UNetConfig {
     /// Checks that the channel counts split into the groups and the sizes halve.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(TensorError::InvalidArgument { op: "config", msg });
-        if self.ch == 0 || self.ch % 2 != 0 || self.ch_mult.is_empty() || self.in_ch == 0 || self.image_size == 0 {
-            return bad(format!("{}: needs an even ch, a non-empty ch_mult and non-zero sizes", self.name));
+        if self.ch == 0
+            || !self.ch.is_multiple_of(2)
+            || self.ch_mult.is_empty()
+            || self.in_ch == 0
+            || self.image_size == 0
+        {
+            return bad(format!(
+                "{}: needs an even ch, a non-empty ch_mult and non-zero sizes",
+                self.name
+            ));
         }
-        if let Some(m) = self.ch_mult.iter().find(|&&m| m == 0 || (self.ch * m) % self.groups != 0) {
-            return bad(format!("{}: {} channels do not split into {} groups", self.name, self.ch * m, self.groups));
+        if let Some(m) = self
+            .ch_mult
+            .iter()
+            .find(|&&m| m == 0 || !(self.ch * m).is_multiple_of(self.groups))
+        {
+            return bad(format!(
+                "{}: {} channels do not split into {} groups",
+                self.name,
+                self.ch * m,
+                self.groups
+            ));
         }
-        if self.ch % self.groups != 0 {
-            return bad(format!("{}: {} channels do not split into {} groups", self.name, self.ch, self.groups));
+        if !self.ch.is_multiple_of(self.groups) {
+            return bad(format!(
+                "{}: {} channels do not split into {} groups",
+                self.name, self.ch, self.groups
+            ));
         }
         let levels = self.ch_mult.len() as u32;
-        if self.image_size % 2usize.pow(levels - 1) != 0 {
-            return bad(format!("{}: size {} does not halve {} times", self.name, self.image_size, levels - 1));
+        if !self.image_size.is_multiple_of(2usize.pow(levels - 1)) {
+            return bad(format!(
+                "{}: size {} does not halve {} times",
+                self.name,
+                self.image_size,
+                levels - 1
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("{}: dropout {} is not in [0, 1)", self.name, self.dropout));
+            return bad(format!(
+                "{}: dropout {} is not in [0, 1)",
+                self.name, self.dropout
+            ));
         }
         Ok(())
     }

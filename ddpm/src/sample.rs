@@ -73,11 +73,17 @@ pub fn sample_from<R: Rng + ?Sized>(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
     if sampler.steps() == 0 {
-        return Err(TensorError::InvalidArgument { op: "sample", msg: "needs at least one step".into() });
+        return Err(TensorError::InvalidArgument {
+            op: "sample",
+            msg: "needs at least one step".into(),
+        });
     }
     if let Sampler::Ddim { eta, .. } = sampler {
         if !(0.0..=1.0).contains(&eta) {
-            return Err(TensorError::InvalidArgument { op: "sample", msg: format!("eta {eta} is not in [0, 1]") });
+            return Err(TensorError::InvalidArgument {
+                op: "sample",
+                msg: format!("eta {eta} is not in [0, 1]"),
+            });
         }
     }
     let kept = spaced_steps(schedule.steps(), sampler.steps());
@@ -86,11 +92,15 @@ pub fn sample_from<R: Rng + ?Sized>(
     for i in (0..kept.len()).rev() {
         let t_model = vec![kept[i]; b];
         let t_rs = vec![i; b];
-        let eps = no_grad(|| model.forward(&Var::constant(x.clone()), &t_model, labels))?.value().clone();
+        let eps = no_grad(|| model.forward(&Var::constant(x.clone()), &t_model, labels))?
+            .value()
+            .clone();
         let x0 = predict_x0(&rs, &x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
         x = match sampler {
             Sampler::Ancestral { variance, .. } => {
-                let mean = x0.mul_scalar(rs.posterior_coef_x0[i] as f32).add(&x.mul_scalar(rs.posterior_coef_xt[i] as f32))?;
+                let mean = x0
+                    .mul_scalar(rs.posterior_coef_x0[i] as f32)
+                    .add(&x.mul_scalar(rs.posterior_coef_xt[i] as f32))?;
                 let var = match variance {
                     Variance::Beta => rs.beta[i],
                     Variance::BetaTilde => rs.beta_tilde[i],
@@ -103,10 +113,14 @@ pub fn sample_from<R: Rng + ?Sized>(
             }
             Sampler::Ddim { eta, .. } => {
                 let (ab, ab_prev) = (rs.alpha_bar[i], rs.alpha_bar_prev[i]);
-                let eps = x.sub(&x0.mul_scalar(ab.sqrt() as f32))?.mul_scalar((1.0 / (1.0 - ab).sqrt()) as f32);
+                let eps = x
+                    .sub(&x0.mul_scalar(ab.sqrt() as f32))?
+                    .mul_scalar((1.0 / (1.0 - ab).sqrt()) as f32);
                 let sigma = eta * ((1.0 - ab_prev) / (1.0 - ab)).sqrt() * (1.0 - ab / ab_prev).sqrt();
                 let dir = (1.0 - ab_prev - sigma * sigma).max(0.0).sqrt();
-                let next = x0.mul_scalar(ab_prev.sqrt() as f32).add(&eps.mul_scalar(dir as f32))?;
+                let next = x0
+                    .mul_scalar(ab_prev.sqrt() as f32)
+                    .add(&eps.mul_scalar(dir as f32))?;
                 if sigma > 0.0 {
                     next.add(&normal(x.shape(), rng).mul_scalar(sigma as f32))?
                 } else {
@@ -119,25 +133,44 @@ pub fn sample_from<R: Rng + ?Sized>(
     Ok(x)
 }
 
-/// Draws `n` samples in batches of at most `batch`, from noise drawn with `rng`.
+/// How many samples to draw, how, and of which classes.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The reverse process.
+    pub sampler: Sampler,
+    /// Number of samples.
+    pub n: usize,
+    /// Samples per batch (bounds memory).
+    pub batch: usize,
+    /// The class of each sample, for class-conditional models.
+    pub labels: Labels<'a>,
+}
+
+/// Draws `request.n` samples in batches, from noise drawn with `rng`.
 pub fn sample<R: Rng + ?Sized>(
     model: &UNet,
     schedule: &NoiseSchedule,
-    sampler: Sampler,
-    n: usize,
-    batch: usize,
-    labels: Labels<'_>,
+    request: Request<'_>,
     rng: &mut R,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
     let c = &model.config;
+    let (n, batch) = (request.n, request.batch.max(1));
     let mut parts = Vec::new();
     let mut done = 0;
     while done < n {
-        let b = batch.max(1).min(n - done);
+        let b = batch.min(n - done);
         let x_t = normal(&[b, c.in_ch, c.image_size, c.image_size], rng);
-        let y = labels.map(|l| &l[done..done + b]);
-        parts.push(sample_from(model, schedule, sampler, x_t, y, rng, &mut progress)?);
+        let y = request.labels.map(|l| &l[done..done + b]);
+        parts.push(sample_from(
+            model,
+            schedule,
+            request.sampler,
+            x_t,
+            y,
+            rng,
+            &mut progress,
+        )?);
         done += b;
     }
     let refs: Vec<&Tensor> = parts.iter().collect();

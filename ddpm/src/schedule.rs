@@ -36,7 +36,10 @@ pub enum BetaSchedule {
 
 impl BetaSchedule {
     /// DDPM's default: linear from 1e-4 to 0.02.
-    pub const LINEAR: BetaSchedule = BetaSchedule::Linear { start: 1e-4, end: 0.02 };
+    pub const LINEAR: BetaSchedule = BetaSchedule::Linear {
+        start: 1e-4,
+        end: 0.02,
+    };
     /// The improved-DDPM cosine schedule with `s = 0.008`.
     pub const COSINE: BetaSchedule = BetaSchedule::Cosine { s: 0.008 };
 
@@ -98,11 +101,18 @@ impl NoiseSchedule {
                 Some(*acc)
             })
             .collect();
-        let alpha_bar_prev: Vec<f64> = std::iter::once(1.0).chain(alpha_bar.iter().copied()).take(beta.len()).collect();
+        let alpha_bar_prev: Vec<f64> = std::iter::once(1.0)
+            .chain(alpha_bar.iter().copied())
+            .take(beta.len())
+            .collect();
         let map2 = |f: &dyn Fn(usize) -> f64| (0..beta.len()).map(f).collect::<Vec<f64>>();
         let beta_tilde = map2(&|t| (1.0 - alpha_bar_prev[t]) / (1.0 - alpha_bar[t]) * beta[t]);
         let log_beta_tilde_clipped = map2(&|t| {
-            let v = if t == 0 && beta.len() > 1 { beta_tilde[1] } else { beta_tilde[t] };
+            let v = if t == 0 && beta.len() > 1 {
+                beta_tilde[1]
+            } else {
+                beta_tilde[t]
+            };
             v.ln()
         });
         NoiseSchedule {

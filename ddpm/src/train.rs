@@ -195,9 +195,15 @@ impl TrainState {
     pub fn load(&mut self, path: &Path, opts: &TrainOptions) -> Result<(), TrainError> {
         let file = safetensors::load(path)?;
         let meta = file.metadata();
-        let field = |k: &str| meta.get(k).cloned().ok_or_else(|| TrainError::Mismatch(format!("{}: no {k:?} in the metadata", path.display())));
+        let field = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| TrainError::Mismatch(format!("{}: no {k:?} in the metadata", path.display())))
+        };
         let number = |k: &str| -> Result<u64, TrainError> {
-            field(k)?.parse().map_err(|_| TrainError::Mismatch(format!("{}: bad {k:?}", path.display())))
+            field(k)?
+                .parse()
+                .map_err(|_| TrainError::Mismatch(format!("{}: bad {k:?}", path.display())))
         };
         if field("config")? != opts.config.name {
             return Err(TrainError::Mismatch(format!(
@@ -208,7 +214,12 @@ impl TrainState {
             )));
         }
         if number("seed")? != opts.seed {
-            return Err(TrainError::Mismatch(format!("{} was trained with seed {}, not {}", path.display(), number("seed")?, opts.seed)));
+            return Err(TrainError::Mismatch(format!(
+                "{} was trained with seed {}, not {}",
+                path.display(),
+                number("seed")?,
+                opts.seed
+            )));
         }
         let mut expected = Vec::new();
         for (name, p) in self.names.iter().zip(&self.params) {
@@ -233,7 +244,11 @@ impl TrainState {
 
     /// The EMA weights under the model's own names (what sampling loads).
     pub fn ema_tensors(&self) -> Vec<(String, Tensor)> {
-        self.names.iter().cloned().zip(self.ema.shadow().iter().cloned()).collect()
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.ema.shadow().iter().cloned())
+            .collect()
     }
 }
 
@@ -252,18 +267,26 @@ pub fn train_step(
         d.set_rng(step_rng(opts.seed, step, 100 + k as u64));
     }
     let indices: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..data.len())).collect();
-    let (x0, _labels) = data.batch(&indices).map_err(|e| TrainError::Data(e.to_string()))?;
+    let (x0, _labels) = data
+        .batch(&indices)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
     state.optimizer.zero_grad();
     let loss = training_loss(&state.model, schedule, &x0, None, &mut rng)?;
     let value = loss.value().item()?;
     if !value.is_finite() {
         autograd::clear_tape();
-        return Err(TrainError::NonFinite { step, what: format!("loss ({value})") });
+        return Err(TrainError::NonFinite {
+            step,
+            what: format!("loss ({value})"),
+        });
     }
     loss.backward()?;
     let norm = clip_grad_norm(&state.params, opts.clip)?;
     if !norm.is_finite() {
-        return Err(TrainError::NonFinite { step, what: format!("gradient norm ({norm})") });
+        return Err(TrainError::NonFinite {
+            step,
+            what: format!("gradient norm ({norm})"),
+        });
     }
     state.optimizer.set_lr(lr.at(step));
     state.optimizer.step()?;
@@ -280,8 +303,12 @@ fn append_csv(path: &Path, line: &str) -> Result<(), TrainError> {
         .append(true)
         .open(path)
         .map_err(|e| TrainError::Io(path.to_path_buf(), e))?;
-    let header = if fresh { "step,loss,smoothed_loss,grad_norm,lr,images_per_sec,elapsed_s\n" } else { "" };
-    write!(f, "{header}{line}\n").map_err(|e| TrainError::Io(path.to_path_buf(), e))
+    let header = if fresh {
+        "step,loss,smoothed_loss,grad_norm,lr,images_per_sec,elapsed_s\n"
+    } else {
+        ""
+    };
+    writeln!(f, "{header}{line}").map_err(|e| TrainError::Io(path.to_path_buf(), e))
 }
 
 /// `mm:ss` or `h:mm:ss`.
@@ -300,7 +327,11 @@ pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
 }
 
 /// Trains until `max_steps` or the time budget; returns the trained state.
-pub fn train(data: &Dataset, opts: &TrainOptions, mut log: impl FnMut(&str)) -> Result<(TrainState, TrainSummary), TrainError> {
+pub fn train(
+    data: &Dataset,
+    opts: &TrainOptions,
+    mut log: impl FnMut(&str),
+) -> Result<(TrainState, TrainSummary), TrainError> {
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| TrainError::Io(opts.out_dir.clone(), e))?;
     let ckpt = checkpoint_path(&opts.out_dir);
     let csv = opts.out_dir.join("loss.csv");
@@ -312,13 +343,19 @@ pub fn train(data: &Dataset, opts: &TrainOptions, mut log: impl FnMut(&str)) -> 
         std::fs::remove_file(&csv).map_err(|e| TrainError::Io(csv.clone(), e))?;
     }
     let schedule = NoiseSchedule::new(opts.schedule, opts.diffusion_steps);
-    let lr = LrSchedule { base: opts.lr, warmup: opts.warmup, total: None, min: opts.lr };
+    let lr = LrSchedule {
+        base: opts.lr,
+        warmup: opts.warmup,
+        total: None,
+        min: opts.lr,
+    };
     state.model.set_training(true);
     let start = Instant::now();
     let first = state.step;
     let mut smoothed: Option<f64> = None;
     let done = |state: &TrainState| {
-        opts.max_steps.is_some_and(|m| state.step >= m) || opts.time_budget.is_some_and(|b| start.elapsed() >= b)
+        opts.max_steps.is_some_and(|m| state.step >= m)
+            || opts.time_budget.is_some_and(|b| start.elapsed() >= b)
     };
     while !done(&state) {
         let (loss, norm) = train_step(&mut state, data, &schedule, &lr, opts)?;
@@ -326,7 +363,14 @@ pub fn train(data: &Dataset, opts: &TrainOptions, mut log: impl FnMut(&str)) -> 
         smoothed = Some(s);
         let elapsed = start.elapsed().as_secs_f64();
         let ips = ((state.step - first) as usize * opts.batch) as f64 / elapsed.max(1e-9);
-        append_csv(&csv, &format!("{},{loss},{s},{norm},{},{ips:.2},{elapsed:.2}", state.step, lr.at(state.step - 1)))?;
+        append_csv(
+            &csv,
+            &format!(
+                "{},{loss},{s},{norm},{},{ips:.2},{elapsed:.2}",
+                state.step,
+                lr.at(state.step - 1)
+            ),
+        )?;
         if state.step % opts.log_every == 0 || state.step == first + 1 {
             let eta = eta_seconds(opts, &state, first, elapsed, start.elapsed());
             log(&format!(
@@ -355,7 +399,9 @@ pub fn train(data: &Dataset, opts: &TrainOptions, mut log: impl FnMut(&str)) -> 
 /// Seconds left: the sooner of the step limit and the time budget.
 fn eta_seconds(opts: &TrainOptions, state: &TrainState, first: u64, elapsed: f64, wall: Duration) -> f64 {
     let per_step = elapsed / (state.step - first).max(1) as f64;
-    let by_steps = opts.max_steps.map(|m| m.saturating_sub(state.step) as f64 * per_step);
+    let by_steps = opts
+        .max_steps
+        .map(|m| m.saturating_sub(state.step) as f64 * per_step);
     let by_time = opts.time_budget.map(|b| b.saturating_sub(wall).as_secs_f64());
     match (by_steps, by_time) {
         (Some(a), Some(b)) => a.min(b),

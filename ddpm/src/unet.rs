@@ -23,9 +23,18 @@ use tensor::{Tensor, TensorError};
 
 use crate::config::UNetConfig;
 
-const SAME: Conv2dParams = Conv2dParams { stride: 1, padding: 1 };
-const HALF: Conv2dParams = Conv2dParams { stride: 2, padding: 1 };
-const NIN: Conv2dParams = Conv2dParams { stride: 1, padding: 0 };
+const SAME: Conv2dParams = Conv2dParams {
+    stride: 1,
+    padding: 1,
+};
+const HALF: Conv2dParams = Conv2dParams {
+    stride: 2,
+    padding: 1,
+};
+const NIN: Conv2dParams = Conv2dParams {
+    stride: 1,
+    padding: 0,
+};
 
 /// Default initialiser (the DDPM code's variance scaling, scale 1).
 const INIT: Init = Init::VarianceScaling { scale: 1.0 };
@@ -57,7 +66,14 @@ pub struct ResBlock {
 }
 
 impl ResBlock {
-    fn new<R: Rng + ?Sized>(cin: usize, cout: usize, temb: usize, cfg: &UNetConfig, seed: u64, rng: &mut R) -> Result<Self> {
+    fn new<R: Rng + ?Sized>(
+        cin: usize,
+        cout: usize,
+        temb: usize,
+        cfg: &UNetConfig,
+        seed: u64,
+        rng: &mut R,
+    ) -> Result<Self> {
         Ok(ResBlock {
             norm1: GroupNorm::new(cfg.groups, cin)?,
             conv1: Conv2d::new(cin, cout, 3, SAME, INIT, rng),
@@ -75,7 +91,9 @@ impl ResBlock {
         let t = self.temb_proj.forward(temb_act)?;
         let (b, c) = (t.shape()[0], t.shape()[1]);
         let h = h.add(&t.reshape(&[b, c, 1, 1])?)?;
-        let h = self.conv2.forward(&self.dropout.forward(&self.norm2.forward(&h)?.silu())?)?;
+        let h = self
+            .conv2
+            .forward(&self.dropout.forward(&self.norm2.forward(&h)?.silu())?)?;
         let skip = match &self.nin_shortcut {
             Some(nin) => nin.forward(x)?,
             None => x.clone(),
@@ -162,7 +180,11 @@ impl UNet {
                 res = res.div_ceil(2);
                 Conv2d::new(c * mult, c * mult, 3, HALF, INIT, rng)
             });
-            down.push(Level { blocks, attns, resample });
+            down.push(Level {
+                blocks,
+                attns,
+                resample,
+            });
         }
         let mid_c = *hs.last().expect("non-empty");
         let mid = (
@@ -187,10 +209,20 @@ impl UNet {
                 res *= 2;
                 Conv2d::new(h_c, h_c, 3, SAME, INIT, rng)
             });
-            up.insert(0, Level { blocks, attns, resample });
+            up.insert(
+                0,
+                Level {
+                    blocks,
+                    attns,
+                    resample,
+                },
+            );
         }
         Ok(UNet {
-            temb_dense: [Linear::new(c, temb, INIT, rng), Linear::new(temb, temb, INIT, rng)],
+            temb_dense: [
+                Linear::new(c, temb, INIT, rng),
+                Linear::new(temb, temb, INIT, rng),
+            ],
             conv_in: Conv2d::new(cfg.in_ch, c, 3, SAME, INIT, rng),
             down,
             mid,
@@ -249,7 +281,10 @@ impl UNet {
             }
         }
         let (b1, attn, b2) = &self.mid;
-        let mut h = b2.forward(&attn.forward(&b1.forward(hs.last().expect("non-empty"), temb)?)?, temb)?;
+        let mut h = b2.forward(
+            &attn.forward(&b1.forward(hs.last().expect("non-empty"), temb)?)?,
+            temb,
+        )?;
         for level in self.up.iter().rev() {
             for (i, block) in level.blocks.iter().enumerate() {
                 let skip = hs.pop().expect("one skip per up block");

@@ -23,7 +23,10 @@ fn schedule_constants_match_their_closed_forms() {
         let mut prod = 1.0;
         for t in 0..1000 {
             prod *= 1.0 - s.beta[t];
-            assert!((s.alpha_bar[t] - prod).abs() < 1e-12, "alpha_bar as a product at {t}");
+            assert!(
+                (s.alpha_bar[t] - prod).abs() < 1e-12,
+                "alpha_bar as a product at {t}"
+            );
             assert!((s.alpha[t] - (1.0 - s.beta[t])).abs() < 1e-15);
             assert!((s.sqrt_alpha_bar[t] - prod.sqrt()).abs() < 1e-12);
             assert!((s.sqrt_one_minus_alpha_bar[t] - (1.0 - prod).sqrt()).abs() < 1e-12);
@@ -36,7 +39,10 @@ fn schedule_constants_match_their_closed_forms() {
             }
             let prev = s.alpha_bar[t - 1];
             let bt = (1.0 - prev) / (1.0 - prod) * s.beta[t];
-            assert!((s.beta_tilde[t] - bt).abs() < 1e-12 * bt.max(1e-12), "beta_tilde at {t}");
+            assert!(
+                (s.beta_tilde[t] - bt).abs() < 1e-12 * bt.max(1e-12),
+                "beta_tilde at {t}"
+            );
             // The posterior q(x_{t-1} | x_t, x_0) as a product of two Gaussians in
             // x_{t-1}: N(x_t; sqrt(a_t) x_{t-1}, b_t) N(x_{t-1}; sqrt(ab_{t-1}) x_0, 1 - ab_{t-1}).
             let a = 1.0 - s.beta[t];
@@ -44,7 +50,10 @@ fn schedule_constants_match_their_closed_forms() {
             let (x0, xt) = (0.3, -1.7);
             let mean = (a.sqrt() / s.beta[t] * xt + prev.sqrt() / (1.0 - prev) * x0) / precision;
             let got = s.posterior_coef_x0[t] * x0 + s.posterior_coef_xt[t] * xt;
-            assert!((got - mean).abs() < 1e-9, "posterior mean at {t}: {got} vs {mean}");
+            assert!(
+                (got - mean).abs() < 1e-9,
+                "posterior mean at {t}: {got} vs {mean}"
+            );
             assert!((s.beta_tilde[t] - 1.0 / precision).abs() < 1e-9 * s.beta_tilde[t].max(1e-9));
         }
     }
@@ -52,9 +61,16 @@ fn schedule_constants_match_their_closed_forms() {
     assert!((lin.beta[0] - 1e-4).abs() < 1e-15 && (lin.beta[999] - 0.02).abs() < 1e-15);
     // Cosine: alpha_bar(t) = f(t + 1) / f(0) wherever beta is not clipped.
     let cos = NoiseSchedule::new(BetaSchedule::COSINE, 1000);
-    let f = |t: f64| ((t / 1000.0 + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+    let f = |t: f64| {
+        ((t / 1000.0 + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+            .cos()
+            .powi(2)
+    };
     for t in [0, 10, 500, 900] {
-        assert!((cos.alpha_bar[t] - f(t as f64 + 1.0) / f(0.0)).abs() < 1e-9, "cosine alpha_bar at {t}");
+        assert!(
+            (cos.alpha_bar[t] - f(t as f64 + 1.0) / f(0.0)).abs() < 1e-9,
+            "cosine alpha_bar at {t}"
+        );
     }
     assert!(cos.beta.iter().all(|&b| b <= 0.999) && cos.beta[999] == 0.999);
 }
@@ -81,8 +97,14 @@ fn q_sample_has_the_right_mean_and_variance() {
         let var = xt.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
         let (want_mean, want_var) = (0.8 * s.alpha_bar[t].sqrt(), 1.0 - s.alpha_bar[t]);
         // Standard errors: sqrt(var / n) for the mean, var sqrt(2 / n) for the variance.
-        assert!((mean - want_mean).abs() < 5.0 * (want_var / n as f64).sqrt() + 1e-6, "mean at {t}");
-        assert!((var - want_var).abs() < 5.0 * want_var * (2.0 / n as f64).sqrt() + 1e-9, "variance at {t}");
+        assert!(
+            (mean - want_mean).abs() < 5.0 * (want_var / n as f64).sqrt() + 1e-6,
+            "mean at {t}"
+        );
+        assert!(
+            (var - want_var).abs() < 5.0 * want_var * (2.0 / n as f64).sqrt() + 1e-9,
+            "variance at {t}"
+        );
     }
     let x0 = Tensor::zeros(&[2, 1, 2, 2]);
     assert!(q_sample(&s, &x0, &[0, 1000], &x0).is_err());
@@ -100,7 +122,12 @@ fn parameter_counts_follow_the_spec() {
     // mnist-tiny: C = 16, ch_mult (1, 2, 2), one block per level, attention at 7x7.
     let t = 64;
     let res = |i: usize, o: usize| {
-        norm(i) + conv(i, o, 3) + dense(t, o) + norm(o) + conv(o, o, 3) + if i != o { conv(i, o, 1) } else { 0 }
+        norm(i)
+            + conv(i, o, 3)
+            + dense(t, o)
+            + norm(o)
+            + conv(o, o, 3)
+            + if i != o { conv(i, o, 1) } else { 0 }
     };
     let attn = |c: usize| norm(c) + 4 * conv(c, c, 1);
     let tiny = dense(16, 64) + dense(64, 64) + conv(1, 16, 3)
@@ -116,7 +143,11 @@ fn parameter_counts_follow_the_spec() {
         + res(48, 16) + res(32, 16)
         + norm(16) + conv(16, 1, 3);
     assert_eq!(tiny, 280_177);
-    let count = |name: &str| UNet::new(&UNetConfig::named(name).unwrap(), &mut rng(0)).unwrap().num_parameters();
+    let count = |name: &str| {
+        UNet::new(&UNetConfig::named(name).unwrap(), &mut rng(0))
+            .unwrap()
+            .num_parameters()
+    };
     assert_eq!(count("mnist-tiny"), 280_177);
     assert_eq!(count("mnist-small"), 1_623_169);
     // The paper's CIFAR-10 model: 35.7 M parameters.
@@ -147,12 +178,22 @@ fn parameter_names_follow_the_pytorch_port() {
     ] {
         assert!(names.iter().any(|n| n == want), "missing {want}");
     }
-    for absent in ["down.2.downsample.conv.weight", "up.0.upsample.conv.weight", "down.0.block.0.nin_shortcut.weight"] {
+    for absent in [
+        "down.2.downsample.conv.weight",
+        "up.0.upsample.conv.weight",
+        "down.0.block.0.nin_shortcut.weight",
+    ] {
         assert!(!names.iter().any(|n| n == absent), "unexpected {absent}");
     }
     let unique: std::collections::BTreeSet<&String> = names.iter().collect();
     assert_eq!(unique.len(), names.len());
-    let w: Vec<usize> = net.parameters().iter().find(|(n, _)| n == "down.0.block.0.conv1.weight").unwrap().1.shape();
+    let w: Vec<usize> = net
+        .parameters()
+        .iter()
+        .find(|(n, _)| n == "down.0.block.0.conv1.weight")
+        .unwrap()
+        .1
+        .shape();
     assert_eq!(w, [32, 32, 3, 3]);
 }
 
@@ -191,7 +232,11 @@ fn a_training_step_lowers_the_loss_on_a_fixed_batch() {
     let l0 = before.value().item().unwrap();
     before.backward().unwrap();
     opt.step().unwrap();
-    let l1 = autograd::no_grad(|| loss_at(&net, &s, &x0, &t, &eps, None)).unwrap().value().item().unwrap();
+    let l1 = autograd::no_grad(|| loss_at(&net, &s, &x0, &t, &eps, None))
+        .unwrap()
+        .value()
+        .item()
+        .unwrap();
     assert!(l1 < l0, "loss {l0} -> {l1}");
 }
 
@@ -202,15 +247,23 @@ fn ddim_with_eta_zero_depends_only_on_the_starting_noise() {
     // Give the output layer weights so the network is not identically zero.
     for (name, p) in net.parameters() {
         if name.starts_with("conv_out") {
-            p.set_value(normal(&p.shape(), &mut rng(7)).mul_scalar(0.05)).unwrap();
+            p.set_value(normal(&p.shape(), &mut rng(7)).mul_scalar(0.05))
+                .unwrap();
         }
     }
     let s = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
     let x_t = normal(&[2, 1, 28, 28], &mut rng(8));
-    let run = |sampler, seed| sample_from(&net, &s, sampler, x_t.clone(), None, &mut rng(seed), |_, _| {}).unwrap().to_vec();
+    let run = |sampler, seed| {
+        sample_from(&net, &s, sampler, x_t.clone(), None, &mut rng(seed), |_, _| {})
+            .unwrap()
+            .to_vec()
+    };
     let ddim = Sampler::Ddim { steps: 5, eta: 0.0 };
     assert_eq!(run(ddim, 1), run(ddim, 2));
-    let noisy = Sampler::Ancestral { steps: 5, variance: Variance::Beta };
+    let noisy = Sampler::Ancestral {
+        steps: 5,
+        variance: Variance::Beta,
+    };
     assert_ne!(run(noisy, 1), run(noisy, 2));
     assert_eq!(run(noisy, 3), run(noisy, 3));
     assert!(run(ddim, 1).iter().all(|v| v.abs() <= 1.0));

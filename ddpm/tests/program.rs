@@ -39,7 +39,10 @@ fn options(out: &Path, steps: u64) -> TrainOptions {
 /// The `loss` column of a run's CSV.
 fn losses(out: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(out.join("loss.csv")).unwrap();
-    text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().to_string()).collect()
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -48,13 +51,27 @@ fn a_resumed_run_computes_the_same_losses_as_an_uninterrupted_one() {
     let (a, b) = (temp_dir("straight"), temp_dir("resumed"));
     train(&data, &options(&a, 4), |_| {}).unwrap();
     train(&data, &options(&b, 2), |_| {}).unwrap();
-    let resumed = TrainOptions { resume: true, ..options(&b, 4) };
+    let resumed = TrainOptions {
+        resume: true,
+        ..options(&b, 4)
+    };
     let (state, summary) = train(&data, &resumed, |_| {}).unwrap();
     assert_eq!((state.step, summary.steps_this_run), (4, 2));
-    assert_eq!(losses(&a), losses(&b), "same seed, same losses, interrupted or not");
+    assert_eq!(
+        losses(&a),
+        losses(&b),
+        "same seed, same losses, interrupted or not"
+    );
     // Resuming with another seed or config is refused.
-    let other = TrainOptions { resume: true, seed: 8, ..options(&b, 5) };
-    assert!(matches!(train(&data, &other, |_| {}), Err(TrainError::Mismatch(_))));
+    let other = TrainOptions {
+        resume: true,
+        seed: 8,
+        ..options(&b, 5)
+    };
+    assert!(matches!(
+        train(&data, &other, |_| {}),
+        Err(TrainError::Mismatch(_))
+    ));
 }
 
 #[test]
@@ -62,12 +79,18 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let data = embedded_mnist().unwrap();
     let out = temp_dir("nan");
     // An absurd learning rate sends the weights to ~1e38 after one step.
-    let opts = TrainOptions { lr: 1e38, warmup: 0, ..options(&out, 10) };
+    let opts = TrainOptions {
+        lr: 1e38,
+        warmup: 0,
+        ..options(&out, 10)
+    };
     let err = match train(&data, &opts, |_| {}) {
         Err(e) => e,
         Ok(_) => panic!("training with lr 1e38 should blow up"),
     };
-    let TrainError::NonFinite { step, .. } = err else { panic!("unexpected error {err}") };
+    let TrainError::NonFinite { step, .. } = err else {
+        panic!("unexpected error {err}")
+    };
     assert!(err.to_string().contains("not finite"), "{err}");
     // The checkpoint on disk is the last good step, and it loads.
     let mut state = TrainState::new(&opts).unwrap();
@@ -84,18 +107,54 @@ fn run(args: &[&str]) -> Result<(), String> {
 fn a_tiny_end_to_end_train_and_sample() {
     let out = temp_dir("e2e");
     let o = out.to_str().unwrap();
-    run(&["train", "--config", "mnist-tiny", "--steps", "2", "--batch", "2", "--out", o]).unwrap();
+    run(&[
+        "train",
+        "--config",
+        "mnist-tiny",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--out",
+        o,
+    ])
+    .unwrap();
     for f in ["checkpoint.safetensors", "ema.safetensors", "loss.csv"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let ckpt = out.join("checkpoint.safetensors");
     let c = ckpt.to_str().unwrap();
-    run(&["sample", "--checkpoint", c, "--steps", "2", "--n", "3", "--individual", "--grid", "g.png"]).unwrap();
+    run(&[
+        "sample",
+        "--checkpoint",
+        c,
+        "--steps",
+        "2",
+        "--n",
+        "3",
+        "--individual",
+        "--grid",
+        "g.png",
+    ])
+    .unwrap();
     let grid = image::open(out.join("g.png")).unwrap();
     // 2 columns of 28 pixels with 2-pixel padding around and between.
     assert_eq!((grid.width(), grid.height()), (2 + 2 * 30, 2 + 2 * 30));
     assert!(out.join("samples/0002.png").exists());
-    run(&["sample", "--checkpoint", c, "--sampler", "ddpm", "--steps", "3", "--n", "2", "--weights", "model"]).unwrap();
+    run(&[
+        "sample",
+        "--checkpoint",
+        c,
+        "--sampler",
+        "ddpm",
+        "--steps",
+        "3",
+        "--n",
+        "2",
+        "--weights",
+        "model",
+    ])
+    .unwrap();
 }
 
 #[test]

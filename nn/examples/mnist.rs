@@ -33,7 +33,11 @@ fn read_maybe_gz(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
         .output()
         .map_err(|e| format!("{}: cannot run gzip: {e}", gz.display()))?;
     if !out.status.success() {
-        return Err(format!("{}: {}", gz.display(), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "{}: {}",
+            gz.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(out.stdout)
 }
@@ -41,16 +45,25 @@ fn read_maybe_gz(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
 /// Parses an IDX file with `dims` dimensions and the given magic number.
 fn parse_idx(bytes: &[u8], magic: u32, dims: usize, what: &str) -> Result<(Vec<usize>, Vec<u8>), String> {
     let word = |i: usize| -> Result<usize, String> {
-        let b = bytes.get(4 * i..4 * i + 4).ok_or(format!("{what}: truncated header"))?;
+        let b = bytes
+            .get(4 * i..4 * i + 4)
+            .ok_or(format!("{what}: truncated header"))?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
     if word(0)? != magic as usize {
-        return Err(format!("{what}: bad magic number {:#010x}, expected {magic:#010x}", word(0)?));
+        return Err(format!(
+            "{what}: bad magic number {:#010x}, expected {magic:#010x}",
+            word(0)?
+        ));
     }
     let shape: Vec<usize> = (1..=dims).map(word).collect::<Result<_, _>>()?;
     let (header, count) = (4 * (dims + 1), shape.iter().product::<usize>());
     if bytes.len() != header + count {
-        return Err(format!("{what}: expected {} bytes, found {}", header + count, bytes.len()));
+        return Err(format!(
+            "{what}: expected {} bytes, found {}",
+            header + count,
+            bytes.len()
+        ));
     }
     Ok((shape, bytes[header..].to_vec()))
 }
@@ -62,7 +75,9 @@ fn load_split(dir: &Path, prefix: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
     let lname = format!("{prefix}-labels-idx1-ubyte");
     let (lshape, labels) = parse_idx(&read_maybe_gz(dir, &lname)?, 0x801, 1, &lname)?;
     if shape[1..] != [28, 28] || lshape[0] != shape[0] {
-        return Err(format!("{prefix}: images {shape:?} and labels {lshape:?} do not match 28x28 digits"));
+        return Err(format!(
+            "{prefix}: images {shape:?} and labels {lshape:?} do not match 28x28 digits"
+        ));
     }
     Ok((images, labels))
 }
@@ -71,7 +86,11 @@ fn load_split(dir: &Path, prefix: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
 fn batch(images: &[u8], indices: &[usize]) -> Tensor {
     let data = indices
         .iter()
-        .flat_map(|&i| images[i * 784..(i + 1) * 784].iter().map(|&p| p as f32 / 127.5 - 1.0))
+        .flat_map(|&i| {
+            images[i * 784..(i + 1) * 784]
+                .iter()
+                .map(|&p| p as f32 / 127.5 - 1.0)
+        })
         .collect();
     Tensor::from_vec(data, &[indices.len(), 1, 28, 28]).expect("784 pixels per image")
 }
@@ -81,9 +100,18 @@ fn accuracy(model: &LeNet, images: &[u8], labels: &[u8]) -> Result<f64, String> 
     let all: Vec<usize> = (0..labels.len()).collect();
     let mut correct = 0;
     for chunk in all.chunks(500) {
-        let logits = no_grad(|| model.forward(&Var::constant(batch(images, chunk)))).map_err(|e| e.to_string())?;
-        let predicted = logits.value().argmax(1, false).map_err(|e| e.to_string())?.to_vec();
-        correct += chunk.iter().zip(&predicted).filter(|(&i, &p)| labels[i] as f32 == p).count();
+        let logits =
+            no_grad(|| model.forward(&Var::constant(batch(images, chunk)))).map_err(|e| e.to_string())?;
+        let predicted = logits
+            .value()
+            .argmax(1, false)
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        correct += chunk
+            .iter()
+            .zip(&predicted)
+            .filter(|(&i, &p)| labels[i] as f32 == p)
+            .count();
     }
     Ok(correct as f64 / labels.len() as f64)
 }
@@ -150,7 +178,12 @@ fn run(args: &Args) -> Result<(), String> {
     let params: Vec<_> = model.parameters().into_iter().map(|(_, p)| p).collect();
     let mut opt = Adam::new(params, args.lr);
     let steps_per_epoch = train_y.len() / args.batch;
-    let schedule = LrSchedule { base: args.lr, warmup: 100, total: Some((steps_per_epoch * args.epochs) as u64), min: 0.0 };
+    let schedule = LrSchedule {
+        base: args.lr,
+        warmup: 100,
+        total: Some((steps_per_epoch * args.epochs) as u64),
+        min: 0.0,
+    };
     let mut order: Vec<usize> = (0..train_y.len()).collect();
     let start = Instant::now();
     let mut step = 0u64;
@@ -162,7 +195,8 @@ fn run(args: &Args) -> Result<(), String> {
             let labels: Vec<usize> = idx.iter().map(|&i| train_y[i] as usize).collect();
             opt.set_lr(schedule.at(step));
             opt.zero_grad();
-            let loss = model.forward(&Var::constant(batch(&train_x, idx)))
+            let loss = model
+                .forward(&Var::constant(batch(&train_x, idx)))
                 .and_then(|logits| logits.cross_entropy(&labels))
                 .map_err(|e| e.to_string())?;
             let value = loss.value().item().map_err(|e| e.to_string())?;
@@ -190,7 +224,9 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 fn main() {
-    let result = parse_args().map_err(|e| format!("{e}\n{USAGE}")).and_then(|a| run(&a));
+    let result = parse_args()
+        .map_err(|e| format!("{e}\n{USAGE}"))
+        .and_then(|a| run(&a));
     if let Err(e) = result {
         eprintln!("mnist: {e}");
         std::process::exit(1);

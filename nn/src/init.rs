@@ -31,11 +31,19 @@ pub enum Init {
 
 impl Init {
     /// A tensor of `shape` for a layer with `fan_in` inputs and `fan_out` outputs.
-    pub fn tensor<R: Rng + ?Sized>(self, shape: &[usize], fan_in: usize, fan_out: usize, rng: &mut R) -> Tensor {
+    pub fn tensor<R: Rng + ?Sized>(
+        self,
+        shape: &[usize],
+        fan_in: usize,
+        fan_out: usize,
+        rng: &mut R,
+    ) -> Tensor {
         let bound = match self {
             Init::Zeros => return Tensor::zeros(shape),
             Init::KaimingUniform => 1.0 / (fan_in.max(1) as f32).sqrt(),
-            Init::VarianceScaling { scale } => (3.0 * scale / ((fan_in + fan_out).max(1) as f32 / 2.0)).sqrt(),
+            Init::VarianceScaling { scale } => {
+                (3.0 * scale / ((fan_in + fan_out).max(1) as f32 / 2.0)).sqrt()
+            }
         };
         uniform(shape, bound, rng)
     }

@@ -34,8 +34,14 @@ pub struct LeNet {
 impl LeNet {
     /// A freshly initialised classifier (Kaiming-uniform).
     pub fn new<R: Rng + ?Sized>(rng: &mut R) -> LeNet {
-        let same = Conv2dParams { stride: 1, padding: 1 };
-        let half = Conv2dParams { stride: 2, padding: 1 };
+        let same = Conv2dParams {
+            stride: 1,
+            padding: 1,
+        };
+        let half = Conv2dParams {
+            stride: 2,
+            padding: 1,
+        };
         let init = Init::KaimingUniform;
         LeNet {
             conv1: Conv2d::new(1, 16, 3, same, init, rng),

@@ -27,7 +27,10 @@ pub trait Module {
 
     /// The number of trainable scalars.
     fn num_parameters(&self) -> usize {
-        self.parameters().iter().map(|(_, p)| p.shape().iter().product::<usize>()).sum()
+        self.parameters()
+            .iter()
+            .map(|(_, p)| p.shape().iter().product::<usize>())
+            .sum()
     }
 }
 

@@ -40,17 +40,30 @@ fn an_mlp_separates_two_spirals() {
         let h = layers[1].forward(&h)?.tanh();
         layers[2].forward(&h)
     };
-    let params: Vec<_> = layers.iter().flat_map(|l| l.parameters()).map(|(_, p)| p).collect();
+    let params: Vec<_> = layers
+        .iter()
+        .flat_map(|l| l.parameters())
+        .map(|(_, p)| p)
+        .collect();
     let mut opt = Adam::new(params, 0.01);
     let input = Var::constant(x);
     for _ in 0..600 {
         opt.zero_grad();
-        forward(&input).unwrap().cross_entropy(&y).unwrap().backward().unwrap();
+        forward(&input)
+            .unwrap()
+            .cross_entropy(&y)
+            .unwrap()
+            .backward()
+            .unwrap();
         opt.step().unwrap();
     }
     let logits = autograd::no_grad(|| forward(&input)).unwrap();
     let predicted = logits.value().argmax(1, false).unwrap().to_vec();
-    let correct = predicted.iter().zip(&y).filter(|(&p, &l)| p as usize == l).count();
+    let correct = predicted
+        .iter()
+        .zip(&y)
+        .filter(|(&p, &l)| p as usize == l)
+        .count();
     let accuracy = correct as f32 / y.len() as f32;
     assert!(accuracy >= 0.97, "accuracy {accuracy}");
 }
@@ -58,15 +71,28 @@ fn an_mlp_separates_two_spirals() {
 #[test]
 fn adam_steps_lower_the_loss_of_a_tiny_conv_net() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let p = Conv2dParams { stride: 1, padding: 1 };
+    let p = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
     let c1 = Conv2d::new(1, 4, 3, p, Init::KaimingUniform, &mut rng);
     let c2 = Conv2d::new(4, 1, 3, p, Init::KaimingUniform, &mut rng);
     let x = Var::constant(Tensor::rand_normal(&[4, 1, 6, 6], 0.0, 1.0, &mut rng).unwrap());
     // A learnable target: a fixed random "teacher" convolution of the input.
     let teacher = Conv2d::new(1, 1, 3, p, Init::KaimingUniform, &mut rng);
     let target = teacher.forward(&x).unwrap().detach();
-    let loss = || c2.forward(&c1.forward(&x).unwrap().silu()).unwrap().mse_loss(&target).unwrap();
-    let params: Vec<_> = c1.parameters().into_iter().chain(c2.parameters()).map(|(_, p)| p).collect();
+    let loss = || {
+        c2.forward(&c1.forward(&x).unwrap().silu())
+            .unwrap()
+            .mse_loss(&target)
+            .unwrap()
+    };
+    let params: Vec<_> = c1
+        .parameters()
+        .into_iter()
+        .chain(c2.parameters())
+        .map(|(_, p)| p)
+        .collect();
     let mut opt = Adam::new(params, 0.02);
     let first = loss();
     let start = first.value().item().unwrap();

@@ -9,7 +9,8 @@ fn param(values: &[f32]) -> Parameter {
 }
 
 fn set_grad(p: &Parameter, g: &[f32]) {
-    p.set_grad(Some(Tensor::from_vec(g.to_vec(), &[g.len()]).unwrap())).unwrap();
+    p.set_grad(Some(Tensor::from_vec(g.to_vec(), &[g.len()]).unwrap()))
+        .unwrap();
 }
 
 fn close(a: &[f32], b: &[f32]) {
@@ -88,37 +89,47 @@ fn clipping_scales_to_the_max_norm_and_reports_the_old_norm() {
     close(&a.grad().unwrap().to_vec(), &[0.6, 0.0]);
     close(&b.grad().unwrap().to_vec(), &[0.8]);
     // Below the threshold nothing changes; NaN is reported and left alone.
-    assert!((clip_grad_norm(&[b.clone()], 10.0).unwrap() - 0.8).abs() < 1e-6);
+    assert!((clip_grad_norm(std::slice::from_ref(&b), 10.0).unwrap() - 0.8).abs() < 1e-6);
     set_grad(&b, &[f32::NAN]);
-    assert!(clip_grad_norm(&[b.clone()], 1.0).unwrap().is_nan());
+    assert!(clip_grad_norm(std::slice::from_ref(&b), 1.0).unwrap().is_nan());
 }
 
 #[test]
 fn warmup_then_cosine() {
-    let s = LrSchedule { base: 1.0, warmup: 4, total: Some(14), min: 0.1 };
+    let s = LrSchedule {
+        base: 1.0,
+        warmup: 4,
+        total: Some(14),
+        min: 0.1,
+    };
     close(&[s.at(0), s.at(1), s.at(3)], &[0.25, 0.5, 1.0]);
     close(&[s.at(4)], &[1.0]);
     close(&[s.at(9)], &[0.1 + 0.9 * 0.5]); // halfway: cos(pi/2) = 0
     close(&[s.at(14), s.at(100)], &[0.1, 0.1]);
-    let constant = LrSchedule { base: 2e-4, warmup: 0, total: None, min: 0.0 };
+    let constant = LrSchedule {
+        base: 2e-4,
+        warmup: 0,
+        total: None,
+        min: 0.0,
+    };
     close(&[constant.at(0), constant.at(10_000)], &[2e-4, 2e-4]);
 }
 
 #[test]
 fn ema_follows_the_spec_decay() {
     let p = param(&[0.0]);
-    let mut ema = Ema::new(&[p.clone()], 0.999);
+    let mut ema = Ema::new(std::slice::from_ref(&p), 0.999);
     assert!((ema.decay() - 0.1).abs() < 1e-7); // (1 + 0) / (10 + 0)
     p.set_value(Tensor::from_vec(vec![10.0], &[1]).unwrap()).unwrap();
-    ema.update(&[p.clone()]).unwrap(); // 0.1 * 0 + 0.9 * 10
+    ema.update(std::slice::from_ref(&p)).unwrap(); // 0.1 * 0 + 0.9 * 10
     close(&ema.shadow()[0].to_vec(), &[9.0]);
     assert!((ema.decay() - 2.0 / 11.0).abs() < 1e-7);
     assert_eq!(ema.updates(), 1);
-    let mut late = Ema::new(&[p.clone()], 0.999);
+    let mut late = Ema::new(std::slice::from_ref(&p), 0.999);
     late.load(vec![Tensor::zeros(&[1])], 1_000_000).unwrap();
     assert!((late.decay() - 0.999).abs() < 1e-7);
     let q = param(&[5.0]);
-    ema.copy_to(&[q.clone()]).unwrap();
+    ema.copy_to(std::slice::from_ref(&q)).unwrap();
     close(&q.value().to_vec(), &[9.0]);
     assert!(late.load(vec![], 0).is_err());
 }

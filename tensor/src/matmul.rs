@@ -23,7 +23,10 @@ use crate::tensor::Tensor;
 fn batch_offsets(batch_shape: &[usize], strides: &[usize], base: usize) -> Vec<usize> {
     let mut offsets = vec![base];
     for (&d, &s) in batch_shape.iter().zip(strides) {
-        offsets = offsets.iter().flat_map(|&o| (0..d).map(move |i| o + i * s)).collect();
+        offsets = offsets
+            .iter()
+            .flat_map(|&o| (0..d).map(move |i| o + i * s))
+            .collect();
     }
     offsets
 }
@@ -50,15 +53,23 @@ impl Tensor {
             return Err(mismatch());
         }
         // Promote vectors to matrices, and remember which axis to drop.
-        let a = if self.rank() == 1 { self.unsqueeze(0)? } else { self.clone() };
-        let b = if other.rank() == 1 { other.unsqueeze(1)? } else { other.clone() };
+        let a = if self.rank() == 1 {
+            self.unsqueeze(0)?
+        } else {
+            self.clone()
+        };
+        let b = if other.rank() == 1 {
+            other.unsqueeze(1)?
+        } else {
+            other.clone()
+        };
         let (ra, rb) = (a.rank(), b.rank());
         let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
         if b.shape()[rb - 2] != k {
             return Err(mismatch());
         }
-        let batch = broadcast_shapes("matmul", &a.shape()[..ra - 2], &b.shape()[..rb - 2])
-            .map_err(|_| mismatch())?;
+        let batch =
+            broadcast_shapes("matmul", &a.shape()[..ra - 2], &b.shape()[..rb - 2]).map_err(|_| mismatch())?;
         let out = matmul_batched(&a, &b, &batch, m, k, n)?;
         let mut shape = batch;
         if self.rank() > 1 {

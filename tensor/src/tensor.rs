@@ -106,7 +106,10 @@ impl Tensor {
     pub fn rand_uniform<R: Rng + ?Sized>(shape: &[usize], low: f32, high: f32, rng: &mut R) -> Result<Self> {
         // Written so that NaN bounds fail too.
         if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) || !(high - low).is_finite() {
-            return Err(invalid("rand_uniform", format!("empty or unbounded interval [{low}, {high})")));
+            return Err(invalid(
+                "rand_uniform",
+                format!("empty or unbounded interval [{low}, {high})"),
+            ));
         }
         let dist = Uniform::new(low, high);
         let data = (0..shape.iter().product()).map(|_| dist.sample(rng)).collect();

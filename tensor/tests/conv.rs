@@ -200,7 +200,11 @@ fn check_case(c: &Case, seed: u64, strided_inputs: bool, with_bias: bool) {
     let want = naive_forward(c, &xv, &wv, with_bias.then(|| bias.to_vec()).as_deref());
     assert_close(&y.to_vec(), &want, "y");
 
-    let dy = tensor(&c.y_shape(), seed + 3);
+    let dy = if strided_inputs {
+        permuted(c.y_shape(), seed + 3)
+    } else {
+        tensor(&c.y_shape(), seed + 3)
+    };
     let dyv = dy.to_vec();
     let (dx_want, dw_want, db_want) = (naive_dx(c, &wv, &dyv), naive_dw(c, &xv, &dyv), naive_db(c, &dyv));
     let grads = conv2d_backward(&x, &w, &dy, c.params(), true).unwrap();

@@ -51,8 +51,16 @@ impl Var {
         let z = self.value().mul(other.value())?;
         let (a, b) = (self.clone(), other.clone());
         Ok(Var::from_op(z, "mul", &[self, other], move |g| {
-            let da = if a.requires_grad() { unbroadcast(g.mul(b.value())?, &a)? } else { None };
-            let db = if b.requires_grad() { unbroadcast(g.mul(a.value())?, &b)? } else { None };
+            let da = if a.requires_grad() {
+                unbroadcast(g.mul(b.value())?, &a)?
+            } else {
+                None
+            };
+            let db = if b.requires_grad() {
+                unbroadcast(g.mul(a.value())?, &b)?
+            } else {
+                None
+            };
             Ok(vec![da, db])
         }))
     }
@@ -62,7 +70,11 @@ impl Var {
         let z = self.value().div(other.value())?;
         let (a, b, zc) = (self.clone(), other.clone(), z.clone());
         Ok(Var::from_op(z, "div", &[self, other], move |g| {
-            let da = if a.requires_grad() { unbroadcast(g.div(b.value())?, &a)? } else { None };
+            let da = if a.requires_grad() {
+                unbroadcast(g.div(b.value())?, &a)?
+            } else {
+                None
+            };
             let db = if b.requires_grad() {
                 unbroadcast(g.mul(&zc)?.div(b.value())?.neg(), &b)?
             } else {
@@ -74,7 +86,9 @@ impl Var {
 
     /// `self + s`: `dx = g`.
     pub fn add_scalar(&self, s: f32) -> Var {
-        Var::from_op(self.value().add_scalar(s), "add_scalar", &[self], |g| Ok(vec![Some(g.clone())]))
+        Var::from_op(self.value().add_scalar(s), "add_scalar", &[self], |g| {
+            Ok(vec![Some(g.clone())])
+        })
     }
 
     /// `self * s`: `dx = s g`.

@@ -17,7 +17,9 @@ impl Var {
     /// 2-D convolution of `[B, Cin, H, W]` with `weight` `[Cout, Cin, KH, KW]` and an
     /// optional `bias` `[Cout]`.
     pub fn conv2d(&self, weight: &Var, bias: Option<&Var>, params: Conv2dParams) -> Result<Var> {
-        let y = self.value().conv2d(weight.value(), bias.map(|b| b.value()), params)?;
+        let y = self
+            .value()
+            .conv2d(weight.value(), bias.map(|b| b.value()), params)?;
         let (x, w) = (self.clone(), weight.clone());
         let with_bias = bias.is_some();
         let mut inputs = vec![self, weight];

@@ -54,7 +54,11 @@ impl Var {
             });
         }
         let logp = self.value().log_softmax(1)?.to_vec();
-        let nll: f64 = labels.iter().enumerate().map(|(i, &l)| -(logp[i * c + l] as f64)).sum();
+        let nll: f64 = labels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| -(logp[i * c + l] as f64))
+            .sum();
         let loss = Tensor::scalar((nll / b as f64) as f32);
         let labels = labels.to_vec();
         Ok(Var::from_op(loss, "cross_entropy", &[self], move |g| {
@@ -86,6 +90,8 @@ impl Var {
             .collect();
         let mask = Tensor::from_vec(mask, self.shape())?;
         let y = self.value().mul(&mask)?;
-        Ok(Var::from_op(y, "dropout", &[self], move |g| Ok(vec![Some(g.mul(&mask)?)])))
+        Ok(Var::from_op(y, "dropout", &[self], move |g| {
+            Ok(vec![Some(g.mul(&mask)?)])
+        }))
     }
 }

@@ -19,7 +19,9 @@ impl Var {
     pub fn reshape(&self, shape: &[usize]) -> Result<Var> {
         let y = self.value().reshape(shape)?;
         let in_shape = self.shape().to_vec();
-        Ok(Var::from_op(y, "reshape", &[self], move |g| Ok(vec![Some(g.reshape(&in_shape)?)])))
+        Ok(Var::from_op(y, "reshape", &[self], move |g| {
+            Ok(vec![Some(g.reshape(&in_shape)?)])
+        }))
     }
 
     /// Reorders the axes: axis `i` of the result is axis `perm[i]` of `self`.
@@ -29,25 +31,33 @@ impl Var {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        Ok(Var::from_op(y, "permute", &[self], move |g| Ok(vec![Some(g.permute(&inverse)?)])))
+        Ok(Var::from_op(y, "permute", &[self], move |g| {
+            Ok(vec![Some(g.permute(&inverse)?)])
+        }))
     }
 
     /// Swaps two axes.
     pub fn transpose(&self, a: usize, b: usize) -> Result<Var> {
         let y = self.value().transpose(a, b)?;
-        Ok(Var::from_op(y, "transpose", &[self], move |g| Ok(vec![Some(g.transpose(a, b)?)])))
+        Ok(Var::from_op(y, "transpose", &[self], move |g| {
+            Ok(vec![Some(g.transpose(a, b)?)])
+        }))
     }
 
     /// Removes an axis of size 1.
     pub fn squeeze(&self, axis: usize) -> Result<Var> {
         let y = self.value().squeeze(axis)?;
-        Ok(Var::from_op(y, "squeeze", &[self], move |g| Ok(vec![Some(g.unsqueeze(axis)?)])))
+        Ok(Var::from_op(y, "squeeze", &[self], move |g| {
+            Ok(vec![Some(g.unsqueeze(axis)?)])
+        }))
     }
 
     /// Inserts an axis of size 1.
     pub fn unsqueeze(&self, axis: usize) -> Result<Var> {
         let y = self.value().unsqueeze(axis)?;
-        Ok(Var::from_op(y, "unsqueeze", &[self], move |g| Ok(vec![Some(g.squeeze(axis)?)])))
+        Ok(Var::from_op(y, "unsqueeze", &[self], move |g| {
+            Ok(vec![Some(g.squeeze(axis)?)])
+        }))
     }
 
     /// Repeats axes of size 1 to reach `shape`.
@@ -95,7 +105,10 @@ impl Var {
         if start != self.value().dim(axis)? {
             return Err(tensor::TensorError::InvalidArgument {
                 op: "split",
-                msg: format!("sizes {sizes:?} do not add up to axis {axis} of shape {:?}", self.shape()),
+                msg: format!(
+                    "sizes {sizes:?} do not add up to axis {axis} of shape {:?}",
+                    self.shape()
+                ),
             });
         }
         Ok(pieces)

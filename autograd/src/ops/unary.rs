@@ -73,7 +73,11 @@ impl Var {
 
     /// `max(x, 0)`.
     pub fn relu(&self) -> Var {
-        self.unary("relu", self.value().relu(), |x, _| if x > 0.0 { 1.0 } else { 0.0 })
+        self.unary(
+            "relu",
+            self.value().relu(),
+            |x, _| if x > 0.0 { 1.0 } else { 0.0 },
+        )
     }
 
     /// `|x|` (gradient 0 at 0).

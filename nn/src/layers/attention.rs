@@ -36,7 +36,10 @@ pub struct SelfAttention {
 impl SelfAttention {
     /// Attention over `channels` channels, with a `groups`-group norm.
     pub fn new<R: Rng + ?Sized>(channels: usize, groups: usize, init: Init, rng: &mut R) -> Result<Self> {
-        let p = Conv2dParams { stride: 1, padding: 0 };
+        let p = Conv2dParams {
+            stride: 1,
+            padding: 0,
+        };
         let mut nin = |init: Init| Conv2d::new(channels, channels, 1, p, init, rng);
         Ok(SelfAttention {
             norm: GroupNorm::new(groups, channels)?,

@@ -23,7 +23,7 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// Group norm of `channels` channels in `groups` groups, eps 1e-5.
     pub fn new(groups: usize, channels: usize) -> Result<GroupNorm> {
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             return Err(TensorError::InvalidArgument {
                 op: "GroupNorm::new",
                 msg: format!("{channels} channels do not split into {groups} groups"),

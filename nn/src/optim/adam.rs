@@ -74,7 +74,12 @@ impl Adam {
             .params
             .iter()
             .zip(self.m.iter().zip(&self.v))
-            .map(|(p, (m, v))| Ok((Tensor::from_vec(m.clone(), &p.shape())?, Tensor::from_vec(v.clone(), &p.shape())?)))
+            .map(|(p, (m, v))| {
+                Ok((
+                    Tensor::from_vec(m.clone(), &p.shape())?,
+                    Tensor::from_vec(v.clone(), &p.shape())?,
+                ))
+            })
             .collect::<Result<_>>()?;
         Ok((self.t, moments))
     }
@@ -84,7 +89,11 @@ impl Adam {
         if moments.len() != self.params.len() {
             return Err(TensorError::InvalidArgument {
                 op: "Adam::load_state",
-                msg: format!("{} moment pairs for {} parameters", moments.len(), self.params.len()),
+                msg: format!(
+                    "{} moment pairs for {} parameters",
+                    moments.len(),
+                    self.params.len()
+                ),
             });
         }
         for (i, (p, (m, v))) in self.params.iter().zip(&moments).enumerate() {
@@ -112,7 +121,11 @@ impl Optimizer for Adam {
         let bc1 = 1.0 - b1.powi(self.t.min(i32::MAX as u64) as i32);
         let bc2 = 1.0 - b2.powi(self.t.min(i32::MAX as u64) as i32);
         let (lr, eps, wd) = (self.lr, self.eps, self.weight_decay);
-        let (l2, shrink) = if self.decoupled { (0.0, 1.0 - lr * wd) } else { (wd, 1.0) };
+        let (l2, shrink) = if self.decoupled {
+            (0.0, 1.0 - lr * wd)
+        } else {
+            (wd, 1.0)
+        };
         for ((p, m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
             let Some(g) = grad_or_skip(p) else { continue };
             let mut w = p.value().into_vec();

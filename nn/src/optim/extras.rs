@@ -118,7 +118,10 @@ impl Ema {
     /// Restores a saved average (resuming); shapes must match.
     pub fn load(&mut self, shadow: Vec<Tensor>, updates: u64) -> Result<()> {
         if shadow.len() != self.shadow.len()
-            || shadow.iter().zip(&self.shadow).any(|(a, b)| a.shape() != b.shape())
+            || shadow
+                .iter()
+                .zip(&self.shadow)
+                .any(|(a, b)| a.shape() != b.shape())
         {
             return Err(TensorError::InvalidArgument {
                 op: "Ema::load",
