@@ -1,7 +1,7 @@
 //! The tape: a Wengert list of the ops that gradients will flow back through.
 //!
 //! Reverse-mode automatic differentiation in three sentences. While the forward
-//! pass runs, every op whose inputs need gradients appends an [`Entry`] to the
+//! pass runs, every op whose inputs need gradients appends an `Entry` to the
 //! tape: which node it produced, which nodes it read, and a closure that turns
 //! the gradient of its output into gradients of its inputs (the op's local
 //! backward rule, holding only the tensors that rule needs). `backward` starts

@@ -704,12 +704,7 @@ fn backward(
     (need_dx.then_some(dx), dw, db)
 }
 
-/// The elements of a tensor as a contiguous row-major tensor (no copy when it is one).
-fn dense(t: &Tensor) -> Tensor {
-    t.contiguous()
-}
-
-/// Row-major slice of a tensor that [`dense`] made contiguous.
+/// Row-major slice of a tensor that `contiguous()` returned.
 fn slice(t: &Tensor) -> &[f32] {
     t.as_slice().expect("contiguous() returns a contiguous tensor")
 }
@@ -723,7 +718,11 @@ impl Tensor {
         if let Some(b) = bias {
             check_shape("conv2d", b.shape(), &[g.cout])?;
         }
-        let (x, w, b) = (dense(self), dense(weight), bias.map(dense));
+        let (x, w, b) = (
+            self.contiguous(),
+            weight.contiguous(),
+            bias.map(Tensor::contiguous),
+        );
         let y = forward(&g, slice(&x), slice(&w), b.as_ref().map(slice));
         Ok(Tensor::from_contiguous(y, &g.out_shape()))
     }
@@ -741,7 +740,7 @@ pub fn conv2d_backward(
 ) -> Result<Conv2dGrads> {
     let g = Geometry::new("conv2d_backward", x.shape(), weight.shape(), params)?;
     check_shape("conv2d_backward", grad_out.shape(), &g.out_shape())?;
-    let (x, w, dy) = (dense(x), dense(weight), dense(grad_out));
+    let (x, w, dy) = (x.contiguous(), weight.contiguous(), grad_out.contiguous());
     let (dx, dw, db) = backward(&g, Some(slice(&x)), slice(&w), slice(&dy), need_input_grad);
     Ok(Conv2dGrads {
         input: dx.map(|d| Tensor::from_contiguous(d, &g.in_shape())),
@@ -760,7 +759,7 @@ pub fn conv2d_backward_input(
 ) -> Result<Tensor> {
     let g = Geometry::new("conv2d_backward_input", input_shape, weight.shape(), params)?;
     check_shape("conv2d_backward_input", grad_out.shape(), &g.out_shape())?;
-    let (w, dy) = (dense(weight), dense(grad_out));
+    let (w, dy) = (weight.contiguous(), grad_out.contiguous());
     let (dx, _, _) = backward(&g, None, slice(&w), slice(&dy), true);
     let dx = dx.expect("backward returns dx when asked");
     Ok(Tensor::from_contiguous(dx, &g.in_shape()))
@@ -776,7 +775,7 @@ pub fn conv2d_backward_weight(
 ) -> Result<(Tensor, Tensor)> {
     let g = Geometry::new("conv2d_backward_weight", x.shape(), weight_shape, params)?;
     check_shape("conv2d_backward_weight", grad_out.shape(), &g.out_shape())?;
-    let (x, dy) = (dense(x), dense(grad_out));
+    let (x, dy) = (x.contiguous(), grad_out.contiguous());
     // The weight's values do not enter dW or dbias: no weight is needed.
     let (_, dw, db) = backward(&g, Some(slice(&x)), &[], slice(&dy), false);
     Ok((
