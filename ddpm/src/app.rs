@@ -4,13 +4,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nn::lenet::{LeNet, FEATURES};
 use nn::safetensors;
 use nn::Module;
 use rand::SeedableRng;
+use tensor::Tensor;
 
 use crate::cli::{help, Flags, Spec};
 use crate::config::UNetConfig;
 use crate::data::{self, Dataset, Split};
+use crate::eval;
 use crate::sample::{sample, Request, Sampler, Variance};
 use crate::schedule::{BetaSchedule, NoiseSchedule};
 use crate::train::{checkpoint_path, clock, train, TrainOptions};
@@ -183,6 +186,94 @@ const SAMPLE: &[Spec] = &[
     },
 ];
 
+const EVAL: &[Spec] = &[
+    Spec {
+        name: "checkpoint",
+        value: Some("FILE"),
+        help: "generate the samples from these weights (default runs/default/checkpoint.safetensors)",
+    },
+    Spec {
+        name: "images",
+        value: Some("DIR"),
+        help: "evaluate a folder of 28x28 PNGs instead of generating",
+    },
+    Spec {
+        name: "mnist",
+        value: Some("DIR"),
+        help: "MNIST IDX files: the test set is the FID reference (without it, no FID)",
+    },
+    Spec {
+        name: "calibrate",
+        value: None,
+        help: "also report the FID of 10,000 MNIST training images (needs --mnist)",
+    },
+    Spec {
+        name: "classifier",
+        value: Some("FILE"),
+        help: "LeNet weights (default: the shipped classifier)",
+    },
+    Spec {
+        name: "config",
+        value: Some("NAME"),
+        help: "config, for weight files without metadata",
+    },
+    Spec {
+        name: "weights",
+        value: Some("W"),
+        help: "ema | model (default ema)",
+    },
+    Spec {
+        name: "sampler",
+        value: Some("S"),
+        help: "ddpm | ddim (default ddpm)",
+    },
+    Spec {
+        name: "steps",
+        value: Some("N"),
+        help: "denoising steps (default 250 for ddpm, 50 for ddim)",
+    },
+    Spec {
+        name: "eta",
+        value: Some("X"),
+        help: "DDIM noise (default 0)",
+    },
+    Spec {
+        name: "variance",
+        value: Some("V"),
+        help: "beta | beta-tilde (default beta)",
+    },
+    Spec {
+        name: "n",
+        value: Some("N"),
+        help: "samples to generate (default 1000)",
+    },
+    Spec {
+        name: "batch",
+        value: Some("N"),
+        help: "samples per batch (default 64)",
+    },
+    Spec {
+        name: "seed",
+        value: Some("N"),
+        help: "seed (default 0)",
+    },
+    Spec {
+        name: "out",
+        value: Some("DIR"),
+        help: "where the sample grid goes (default: the checkpoint's directory)",
+    },
+    Spec {
+        name: "grid",
+        value: Some("FILE"),
+        help: "grid file name (default eval-samples.png)",
+    },
+    Spec {
+        name: "individual",
+        value: None,
+        help: "also write each sample as DIR/samples/NNNN.png",
+    },
+];
+
 fn specs(own: &[Spec]) -> Vec<Spec> {
     own.iter()
         .chain(COMMON)
@@ -204,6 +295,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     match command {
         "train" => train_command(rest),
         "sample" => sample_command(rest),
+        "eval" => eval_command(rest),
         "-h" | "--help" | "help" => {
             println!("{}", program_help());
             Ok(())
@@ -214,9 +306,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
 fn program_help() -> String {
     "ddpm: denoising diffusion on the CPU\n\n\
-     usage: ddpm                      train mnist-small on the embedded MNIST subset for ~10 minutes, then sample\n\
+     usage: ddpm                      train mnist-tiny on the embedded MNIST subset for ~10 minutes, then sample\n\
      \x20      ddpm train [flags]       train (ddpm train --help)\n\
-     \x20      ddpm sample [flags]      draw samples from a checkpoint (ddpm sample --help)"
+     \x20      ddpm sample [flags]      draw samples from a checkpoint (ddpm sample --help)\n\
+     \x20      ddpm eval [flags]        score samples with the MNIST classifier (ddpm eval --help)"
         .to_string()
 }
 
@@ -381,13 +474,13 @@ pub fn load_model(path: &Path, config: Option<&str>, which: &str) -> Result<UNet
 }
 
 fn sampler_from(f: &Flags) -> Result<Sampler, String> {
-    match f.text("sampler").unwrap_or("ddim") {
+    match f.text("sampler").unwrap_or("ddpm") {
         "ddim" => Ok(Sampler::Ddim {
             steps: f.checked("steps", 50, "a positive integer", |v: usize| v > 0)?,
             eta: f.checked("eta", 0.0, "in [0, 1]", |v: f64| (0.0..=1.0).contains(&v))?,
         }),
         "ddpm" => Ok(Sampler::Ancestral {
-            steps: f.checked("steps", 1000, "a positive integer", |v: usize| v > 0)?,
+            steps: f.checked("steps", 250, "a positive integer", |v: usize| v > 0)?,
             variance: match f.text("variance").unwrap_or("beta") {
                 "beta" => Variance::Beta,
                 "beta-tilde" => Variance::BetaTilde,
@@ -398,9 +491,16 @@ fn sampler_from(f: &Flags) -> Result<Sampler, String> {
     }
 }
 
-/// Samples and writes the grid (and optionally each image); returns the grid path.
-fn write_samples(model: &UNet, sampler: Sampler, f: &Flags, out: &Path) -> Result<PathBuf, String> {
-    let n = f.checked("n", 64, "a positive integer", |v: usize| v > 0)?;
+/// Samples and writes the grid (and optionally each image); returns the samples
+/// and the grid's path.
+fn write_samples(
+    model: &UNet,
+    sampler: Sampler,
+    f: &Flags,
+    out: &Path,
+    n_default: usize,
+) -> Result<(Tensor, PathBuf), String> {
+    let n = f.checked("n", n_default, "a positive integer", |v: usize| v > 0)?;
     let batch = f.checked("batch", 64, "a positive integer", |v: usize| v > 0)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(f.get("seed", 0)?);
     let schedule = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
@@ -442,7 +542,7 @@ fn write_samples(model: &UNet, sampler: Sampler, f: &Flags, out: &Path) -> Resul
         }
         println!("individual images: {}", dir.display());
     }
-    Ok(grid)
+    Ok((images, grid))
 }
 
 fn sample_command(args: &[String]) -> Result<(), String> {
@@ -457,21 +557,145 @@ fn sample_command(args: &[String]) -> Result<(), String> {
         .text("out")
         .map(PathBuf::from)
         .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
-    let grid = write_samples(&model, sampler, &f, &out)?;
+    let (_, grid) = write_samples(&model, sampler, &f, &out, 64)?;
     println!("sample grid: {}", grid.display());
     Ok(())
 }
 
-/// `ddpm` with no arguments: train mnist-small on the embedded subset for about
+/// Scores samples (generated, or read from a folder) with the classifier: the
+/// fraction classified with confidence > 0.9, the predicted-class histogram, and
+/// with `--mnist` the Frechet distance of classifier features to the test set.
+fn eval_command(args: &[String]) -> Result<(), String> {
+    let has_grid = args.iter().any(|a| a == "--grid" || a.starts_with("--grid="));
+    let args = if has_grid { args.to_vec() } else { with_grid(args) };
+    let Some(f) = parse(&args, EVAL, "usage: ddpm eval [flags]")? else {
+        return Ok(());
+    };
+    if f.has("calibrate") && f.text("mnist").is_none() {
+        return Err("--calibrate needs --mnist DIR".into());
+    }
+    let classifier = match f.text("classifier") {
+        Some(p) => eval::load_classifier(Path::new(p)),
+        None => eval::embedded_classifier(),
+    }
+    .map_err(|e| e.to_string())?;
+    let samples = match f.text("images") {
+        Some(dir) => {
+            let d = data::load_folder(dir, 1, 28).map_err(|e| e.to_string())?;
+            let all: Vec<usize> = (0..d.len()).collect();
+            d.batch(&all).map_err(|e| e.to_string())?.0
+        }
+        None => {
+            let sampler = sampler_from(&f)?;
+            let ckpt = f
+                .text("checkpoint")
+                .map(PathBuf::from)
+                .unwrap_or(checkpoint_path(Path::new(DEFAULT_OUT)));
+            let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
+            let out = f
+                .text("out")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
+            write_samples(&model, sampler, &f, &out, 1000)?.0
+        }
+    };
+    let scored = eval::classify(&classifier, &samples, 256).map_err(|e| e.to_string())?;
+    report_scores(&scored);
+    if let Some(dir) = f.text("mnist") {
+        let reference = mnist_features(&classifier, dir, Split::Test, 10_000)?;
+        let fid = eval::frechet_distance(&gaussian(&scored), &reference);
+        println!(
+            "classifier FID vs the MNIST test set ({} samples): {fid:.2}",
+            scored.n
+        );
+        if f.has("calibrate") {
+            let train = eval::fit_gaussian(
+                &classify_split(&classifier, dir, Split::Train, 10_000)?.features,
+                10_000,
+                FEATURES,
+            );
+            println!(
+                "calibration: 10,000 MNIST training images vs the test set: {:.2}",
+                eval::frechet_distance(&train, &reference)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `args` with `--grid eval-samples.png` added, so that eval does not overwrite
+/// the `samples.png` of `ddpm sample`.
+fn with_grid(args: &[String]) -> Vec<String> {
+    args.iter()
+        .cloned()
+        .chain(["--grid".to_string(), "eval-samples.png".to_string()])
+        .collect()
+}
+
+fn report_scores(scored: &eval::Classified) {
+    let confident = eval::confident_fraction(&scored.probs, eval::CLASSES, 0.9);
+    let mut histogram = [0usize; eval::CLASSES];
+    for c in eval::predicted_classes(&scored.probs, eval::CLASSES) {
+        histogram[c] += 1;
+    }
+    println!(
+        "classified with confidence > 0.9: {:.1}% of {} samples",
+        100.0 * confident,
+        scored.n
+    );
+    println!("predicted digits 0..9: {histogram:?}");
+}
+
+fn gaussian(c: &eval::Classified) -> eval::Gaussian {
+    eval::fit_gaussian(&c.features, c.n, FEATURES)
+}
+
+/// The classifier's outputs on the first `count` images of a split.
+fn classify_split(
+    classifier: &LeNet,
+    dir: &str,
+    split: Split,
+    count: usize,
+) -> Result<eval::Classified, String> {
+    let d = data::load_mnist(dir, split).map_err(|e| e.to_string())?;
+    let idx: Vec<usize> = (0..d.len().min(count)).collect();
+    let images = d.batch(&idx).map_err(|e| e.to_string())?.0;
+    eval::classify(classifier, &images, 256).map_err(|e| e.to_string())
+}
+
+fn mnist_features(
+    classifier: &LeNet,
+    dir: &str,
+    split: Split,
+    count: usize,
+) -> Result<eval::Gaussian, String> {
+    Ok(gaussian(&classify_split(classifier, dir, split, count)?))
+}
+
+/// The flags of the no-argument run: the small, fast config with a higher
+/// learning rate, so that ten minutes on a laptop give recognisable digits
+/// (`ddpm train` keeps the spec's defaults).
+const DEFAULT_RUN: [&str; 6] = ["--config", "mnist-tiny", "--lr", "1e-3", "--warmup", "200"];
+
+/// `ddpm` with no arguments: train mnist-tiny on the embedded subset for about
 /// ten minutes, then sample 64 digits with DDIM (50 steps) into a grid.
 fn default_run() -> Result<(), String> {
-    let f = Flags::parse(&[], TRAIN)?;
+    let args: Vec<String> = DEFAULT_RUN.iter().map(|s| s.to_string()).collect();
+    let f = Flags::parse(&args, TRAIN)?;
     let opts = train_options(&f)?;
     let data = load_data(&f, &opts.config)?;
     let weights = run_training(&data, &opts)?;
     let model = load_model(&weights, None, "ema")?;
     let sample_flags = Flags::parse(&[], SAMPLE)?;
-    let grid = write_samples(&model, sampler_from(&sample_flags)?, &sample_flags, &opts.out_dir)?;
+    let (images, grid) = write_samples(
+        &model,
+        sampler_from(&sample_flags)?,
+        &sample_flags,
+        &opts.out_dir,
+        64,
+    )?;
     println!("sample grid: {}", grid.display());
+    let classifier = eval::embedded_classifier().map_err(|e| e.to_string())?;
+    report_scores(&eval::classify(&classifier, &images, 64).map_err(|e| e.to_string())?);
     Ok(())
 }

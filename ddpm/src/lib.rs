@@ -6,6 +6,8 @@
 //! - [`schedule`]: beta, alpha, alpha-bar and every derived constant, computed once.
 //! - [`diffusion`]: `q_sample` and the `L_simple` training loss.
 //! - [`sample`]: ancestral (DDPM), strided and DDIM samplers.
+//! - [`eval`]: the classifier's confident fraction and a Frechet distance on its
+//!   features ("FID" with the shipped LeNet in place of Inception).
 //! - [`train`]: the training loop, checkpoints and resumption.
 //! - [`app`], [`cli`]: the `ddpm` program and its flag parser.
 //! - [`data`]: IDX files, image folders, the embedded MNIST subset, PNG grids.
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod diffusion;
+pub mod eval;
 pub mod sample;
 pub mod schedule;
 pub mod train;

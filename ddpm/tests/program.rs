@@ -168,5 +168,7 @@ fn bad_flags_and_files_give_clear_errors() {
     assert!(err(&["sample", "--checkpoint", "/nonexistent.safetensors"]).contains("/nonexistent.safetensors"));
     assert!(err(&["sample", "--sampler", "euler"]).contains("--sampler"));
     assert!(err(&["frobnicate"]).contains("unknown command"));
+    assert!(err(&["eval", "--calibrate"]).contains("--calibrate needs --mnist"));
+    assert!(err(&["eval", "--images", "/nonexistent/pngs"]).contains("/nonexistent/pngs"));
     assert!(run(&["train", "--help"]).is_ok());
 }
