@@ -4,49 +4,11 @@
 //! U-Net's three im2col products. `cargo bench --bench matmul`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rand::SeedableRng;
 use std::time::Duration;
-use tensor::Tensor;
 
-const SHAPES: [(usize, usize, usize); 8] = [
-    (128, 128, 128),
-    (256, 256, 256),
-    (512, 512, 512),
-    (1024, 1024, 1024),
-    (2048, 2048, 2048),
-    (32, 288, 50176),
-    (64, 576, 12544),
-    (64, 576, 3136),
-];
-
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    Tensor::rand_uniform(shape, -1.0, 1.0, &mut rng).expect("valid interval")
-}
-
-fn raw_sgemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
-    // SAFETY: the assert shows the dense row-major A (m x k), B (k x n) and
-    // C (m x n) lie inside their slices; C is a unique borrow.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
+#[path = "common.rs"]
+mod common;
+use common::{random, raw_sgemm, MATMUL_SHAPES};
 
 fn bench(c: &mut Criterion) {
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -55,7 +17,7 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
-    for &(m, k, n) in &SHAPES {
+    for &(m, k, n) in &MATMUL_SHAPES {
         let id = format!("{m}x{k}x{n}");
         group.throughput(Throughput::Elements(2 * (m * k * n) as u64));
         let (a, b) = (random(&[m, k], 1), random(&[k, n], 2));

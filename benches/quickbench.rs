@@ -18,9 +18,11 @@
 
 use std::time::Instant;
 
-use rand::SeedableRng;
 use tensor::conv::{conv2d_backward, Conv2dParams};
-use tensor::Tensor;
+
+#[path = "common.rs"]
+mod common;
+use common::{random, raw_sgemm, MATMUL_SHAPES};
 
 /// Median seconds of `reps` runs of `f`, after one untimed warm-up run.
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -44,49 +46,6 @@ fn gflops(threads: usize, reps: usize, flops: f64, f: impl FnMut() + Send) -> f6
         .expect("thread pool");
     pool.install(|| flops / median_secs(reps, f) / 1e9)
 }
-
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    Tensor::rand_uniform(shape, -1.0, 1.0, &mut rng).expect("valid interval")
-}
-
-/// Bare `matrixmultiply::sgemm` on dense row-major operands: the reference.
-fn raw_sgemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
-    // SAFETY: the assert above shows that A (m x k, strides (k, 1)), B (k x n,
-    // strides (n, 1)) and C (m x n, strides (n, 1)) lie inside their slices;
-    // C is a unique borrow, so it aliases neither A nor B nor itself.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
-
-/// The products the table reports: squares, then the U-Net's im2col shapes.
-const MATMUL_SHAPES: [(usize, usize, usize); 8] = [
-    (128, 128, 128),
-    (256, 256, 256),
-    (512, 512, 512),
-    (1024, 1024, 1024),
-    (2048, 2048, 2048),
-    (32, 288, 50176),
-    (64, 576, 12544),
-    (64, 576, 3136),
-];
 
 /// The five batch-64 3x3 convolutions of the U-Net: `[B, Cin, H, W] -> Cout`.
 const CONV_SHAPES: [([usize; 4], usize); 5] = [

@@ -118,67 +118,39 @@ const TRAIN: &[Spec] = &[
     },
 ];
 
-const SAMPLE: &[Spec] = &[
+/// Shorthand for a flag with a value.
+const fn flag(name: &'static str, value: &'static str, help: &'static str) -> Spec {
     Spec {
-        name: "checkpoint",
-        value: Some("FILE"),
-        help: "weights (default runs/default/checkpoint.safetensors)",
-    },
-    Spec {
-        name: "config",
-        value: Some("NAME"),
-        help: "config, for weight files without metadata",
-    },
-    Spec {
-        name: "weights",
-        value: Some("W"),
-        help: "ema | model, in a training checkpoint (default ema)",
-    },
-    Spec {
-        name: "sampler",
-        value: Some("S"),
-        help: "ddpm | ddim (default ddim)",
-    },
-    Spec {
-        name: "steps",
-        value: Some("N"),
-        help: "denoising steps (default 50 for ddim, 1000 for ddpm)",
-    },
-    Spec {
-        name: "eta",
-        value: Some("X"),
-        help: "DDIM noise, 0 = deterministic (default 0)",
-    },
-    Spec {
-        name: "variance",
-        value: Some("V"),
-        help: "ddpm variance: beta | beta-tilde (default beta)",
-    },
-    Spec {
-        name: "n",
-        value: Some("N"),
-        help: "number of samples (default 64)",
-    },
-    Spec {
-        name: "batch",
-        value: Some("N"),
-        help: "samples per batch (default 64)",
-    },
-    Spec {
-        name: "seed",
-        value: Some("N"),
-        help: "seed (default 0)",
-    },
-    Spec {
-        name: "out",
-        value: Some("DIR"),
-        help: "output directory (default: the checkpoint's)",
-    },
-    Spec {
-        name: "grid",
-        value: Some("FILE"),
-        help: "grid file name in DIR (default samples.png)",
-    },
+        name,
+        value: Some(value),
+        help,
+    }
+}
+
+/// The flags of every command that draws samples (`sample` and `eval`).
+const SAMPLING: &[Spec] = &[
+    flag(
+        "checkpoint",
+        "FILE",
+        "weights (default runs/default/checkpoint.safetensors)",
+    ),
+    flag("config", "NAME", "config, for weight files without metadata"),
+    flag(
+        "weights",
+        "W",
+        "ema | model, in a training checkpoint (default ema)",
+    ),
+    flag("sampler", "S", "ddpm | ddim (default ddpm: ancestral)"),
+    flag(
+        "steps",
+        "N",
+        "denoising steps (default 250 for ddpm, 50 for ddim; T = 1000)",
+    ),
+    flag("eta", "X", "DDIM noise, 0 = deterministic (default 0)"),
+    flag("variance", "V", "ddpm variance: beta | beta-tilde (default beta)"),
+    flag("batch", "N", "samples per batch (default 64)"),
+    flag("seed", "N", "seed (default 0)"),
+    flag("out", "DIR", "output directory (default: the checkpoint's)"),
     Spec {
         name: "individual",
         value: None,
@@ -186,96 +158,41 @@ const SAMPLE: &[Spec] = &[
     },
 ];
 
+const SAMPLE: &[Spec] = &[
+    flag("n", "N", "number of samples (default 64)"),
+    flag("grid", "FILE", "grid file name in DIR (default samples.png)"),
+];
+
 const EVAL: &[Spec] = &[
-    Spec {
-        name: "checkpoint",
-        value: Some("FILE"),
-        help: "generate the samples from these weights (default runs/default/checkpoint.safetensors)",
-    },
-    Spec {
-        name: "images",
-        value: Some("DIR"),
-        help: "evaluate a folder of 28x28 PNGs instead of generating",
-    },
-    Spec {
-        name: "mnist",
-        value: Some("DIR"),
-        help: "MNIST IDX files: the test set is the FID reference (without it, no FID)",
-    },
+    flag("n", "N", "samples to generate (default 1000)"),
+    flag("grid", "FILE", "grid file name in DIR (default eval-samples.png)"),
+    flag(
+        "images",
+        "DIR",
+        "evaluate a folder of 28x28 PNGs instead of generating",
+    ),
+    flag(
+        "mnist",
+        "DIR",
+        "MNIST IDX files: the test set is the FID reference (without it, no FID)",
+    ),
     Spec {
         name: "calibrate",
         value: None,
         help: "also report the FID of 10,000 MNIST training images (needs --mnist)",
     },
-    Spec {
-        name: "classifier",
-        value: Some("FILE"),
-        help: "LeNet weights (default: the shipped classifier)",
-    },
-    Spec {
-        name: "config",
-        value: Some("NAME"),
-        help: "config, for weight files without metadata",
-    },
-    Spec {
-        name: "weights",
-        value: Some("W"),
-        help: "ema | model (default ema)",
-    },
-    Spec {
-        name: "sampler",
-        value: Some("S"),
-        help: "ddpm | ddim (default ddpm)",
-    },
-    Spec {
-        name: "steps",
-        value: Some("N"),
-        help: "denoising steps (default 250 for ddpm, 50 for ddim)",
-    },
-    Spec {
-        name: "eta",
-        value: Some("X"),
-        help: "DDIM noise (default 0)",
-    },
-    Spec {
-        name: "variance",
-        value: Some("V"),
-        help: "beta | beta-tilde (default beta)",
-    },
-    Spec {
-        name: "n",
-        value: Some("N"),
-        help: "samples to generate (default 1000)",
-    },
-    Spec {
-        name: "batch",
-        value: Some("N"),
-        help: "samples per batch (default 64)",
-    },
-    Spec {
-        name: "seed",
-        value: Some("N"),
-        help: "seed (default 0)",
-    },
-    Spec {
-        name: "out",
-        value: Some("DIR"),
-        help: "where the sample grid goes (default: the checkpoint's directory)",
-    },
-    Spec {
-        name: "grid",
-        value: Some("FILE"),
-        help: "grid file name (default eval-samples.png)",
-    },
-    Spec {
-        name: "individual",
-        value: None,
-        help: "also write each sample as DIR/samples/NNNN.png",
-    },
+    flag(
+        "classifier",
+        "FILE",
+        "LeNet weights (default: the shipped classifier)",
+    ),
 ];
 
-fn specs(own: &[Spec]) -> Vec<Spec> {
+/// The flags of a command: its own lists, then the common ones.
+fn specs(own: &[&[Spec]]) -> Vec<Spec> {
     own.iter()
+        .copied()
+        .flatten()
         .chain(COMMON)
         .map(|s| Spec {
             name: s.name,
@@ -314,7 +231,7 @@ fn program_help() -> String {
 }
 
 /// Parses flags, handles `--help` and `--threads`; `None` when help was shown.
-fn parse(args: &[String], own: &[Spec], usage: &str) -> Result<Option<Flags>, String> {
+fn parse(args: &[String], own: &[&[Spec]], usage: &str) -> Result<Option<Flags>, String> {
     let all = specs(own);
     let flags = Flags::parse(args, &all).map_err(|e| format!("{e}\n\n{}", help(usage, &all)))?;
     if flags.has("help") {
@@ -396,7 +313,7 @@ fn load_data(f: &Flags, config: &UNetConfig) -> Result<Dataset, String> {
 }
 
 fn train_command(args: &[String]) -> Result<(), String> {
-    let Some(f) = parse(args, TRAIN, "usage: ddpm train [flags]")? else {
+    let Some(f) = parse(args, &[TRAIN], "usage: ddpm train [flags]")? else {
         return Ok(());
     };
     let opts = train_options(&f)?;
@@ -546,7 +463,7 @@ fn write_samples(
 }
 
 fn sample_command(args: &[String]) -> Result<(), String> {
-    let Some(f) = parse(args, SAMPLE, "usage: ddpm sample [flags]")? else {
+    let Some(f) = parse(args, &[SAMPLE, SAMPLING], "usage: ddpm sample [flags]")? else {
         return Ok(());
     };
     let default_ckpt = checkpoint_path(Path::new(DEFAULT_OUT));
@@ -568,7 +485,7 @@ fn sample_command(args: &[String]) -> Result<(), String> {
 fn eval_command(args: &[String]) -> Result<(), String> {
     let has_grid = args.iter().any(|a| a == "--grid" || a.starts_with("--grid="));
     let args = if has_grid { args.to_vec() } else { with_grid(args) };
-    let Some(f) = parse(&args, EVAL, "usage: ddpm eval [flags]")? else {
+    let Some(f) = parse(&args, &[EVAL, SAMPLING], "usage: ddpm eval [flags]")? else {
         return Ok(());
     };
     if f.has("calibrate") && f.text("mnist").is_none() {
@@ -686,7 +603,7 @@ fn default_run() -> Result<(), String> {
     let data = load_data(&f, &opts.config)?;
     let weights = run_training(&data, &opts)?;
     let model = load_model(&weights, None, "ema")?;
-    let sample_flags = Flags::parse(&[], SAMPLE)?;
+    let sample_flags = Flags::parse(&[], &specs(&[SAMPLE, SAMPLING]))?;
     let (images, grid) = write_samples(
         &model,
         sampler_from(&sample_flags)?,
