@@ -5,6 +5,7 @@
 //! - [`unet`]: the epsilon-predicting U-Net.
 //! - [`schedule`]: beta, alpha, alpha-bar and every derived constant, computed once.
 //! - [`diffusion`]: `q_sample` and the `L_simple` training loss.
+//! - [`likelihood`]: the variational bound in bits per dimension.
 //! - [`sample`]: ancestral (DDPM), strided and DDIM samplers.
 //! - [`eval`]: the classifier's confident fraction and a Frechet distance on its
 //!   features ("FID" with the shipped LeNet in place of Inception).
@@ -18,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod diffusion;
 pub mod eval;
+pub mod likelihood;
 pub mod sample;
 pub mod schedule;
 pub mod train;

@@ -155,6 +155,36 @@ fn a_tiny_end_to_end_train_and_sample() {
         "model",
     ])
     .unwrap();
+    run(&[
+        "sample",
+        "--checkpoint",
+        c,
+        "--sampler",
+        "ddim",
+        "--steps",
+        "3",
+        "--n",
+        "2",
+    ])
+    .unwrap();
+    // Score the individual PNGs against the MNIST test set; generate, then score;
+    // and measure the likelihood bound on two test images.
+    let mnist = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist");
+    let samples = out.join("samples");
+    run(&["eval", "--images", samples.to_str().unwrap(), "--mnist", mnist]).unwrap();
+    run(&["eval", "--checkpoint", c, "--steps", "2", "--n", "3"]).unwrap();
+    assert!(out.join("eval-samples.png").exists());
+    run(&[
+        "eval",
+        "--checkpoint",
+        c,
+        "--nll",
+        "--nll-images",
+        "2",
+        "--mnist",
+        mnist,
+    ])
+    .unwrap();
 }
 
 #[test]
@@ -170,5 +200,6 @@ fn bad_flags_and_files_give_clear_errors() {
     assert!(err(&["frobnicate"]).contains("unknown command"));
     assert!(err(&["eval", "--calibrate"]).contains("--calibrate needs --mnist"));
     assert!(err(&["eval", "--images", "/nonexistent/pngs"]).contains("/nonexistent/pngs"));
+    assert!(err(&["eval", "--nll"]).contains("--nll needs --mnist"));
     assert!(run(&["train", "--help"]).is_ok());
 }
