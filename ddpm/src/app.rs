@@ -108,6 +108,11 @@ const TRAIN: &[Spec] = &[
         help: "continue from DIR/checkpoint.safetensors",
     },
     Spec {
+        name: "conditional",
+        value: None,
+        help: "class-conditional (labels dropped with p = 0.1, for classifier-free guidance)",
+    },
+    Spec {
         name: "checkpoint-every",
         value: Some("N"),
         help: "save every N steps (default 200)",
@@ -149,6 +154,12 @@ const SAMPLING: &[Spec] = &[
     ),
     flag("eta", "X", "DDIM noise, 0 = deterministic (default 0)"),
     flag("variance", "V", "ddpm variance: beta | beta-tilde (default beta)"),
+    flag(
+        "class",
+        "K",
+        "conditional models: every sample of class K (default: cycle 0..9)",
+    ),
+    flag("guidance", "W", "classifier-free guidance scale w (default 0)"),
     flag("batch", "N", "samples per batch (default 64)"),
     flag("seed", "N", "seed (default 0)"),
     flag("out", "DIR", "output directory (default: the checkpoint's)"),
@@ -327,8 +338,14 @@ fn train_command(args: &[String]) -> Result<(), String> {
     let Some(f) = parse(args, &[TRAIN], "usage: ddpm train [flags]")? else {
         return Ok(());
     };
-    let opts = train_options(&f)?;
+    let mut opts = train_options(&f)?;
     let data = load_data(&f, &opts.config)?;
+    if f.has("conditional") {
+        if data.labels().is_none() {
+            return Err("--conditional needs labelled data (IDX labels or class folders)".into());
+        }
+        opts.config.num_classes = Some(data.num_classes());
+    }
     run_training(&data, &opts).map(|_| ())
 }
 
@@ -348,6 +365,10 @@ fn run_training(data: &Dataset, opts: &TrainOptions) -> Result<PathBuf, String> 
     let ema_path = opts.out_dir.join("ema.safetensors");
     let meta = BTreeMap::from([
         ("config".to_string(), opts.config.name.clone()),
+        (
+            "num_classes".to_string(),
+            opts.config.num_classes.map_or("none".into(), |n| n.to_string()),
+        ),
         ("step".to_string(), state.step.to_string()),
     ]);
     let tensors = state.ema_tensors();
@@ -379,7 +400,17 @@ pub fn load_model(path: &Path, config: Option<&str>, which: &str) -> Result<UNet
             ))
         }
     };
-    let config = UNetConfig::named(&name).map_err(|e| e.to_string())?;
+    let mut config = UNetConfig::named(&name).map_err(|e| e.to_string())?;
+    if let Some(n) = file
+        .metadata()
+        .get("num_classes")
+        .filter(|n| n.as_str() != "none")
+    {
+        let n = n
+            .parse()
+            .map_err(|_| format!("{}: bad num_classes {n:?}", path.display()))?;
+        config.num_classes = Some(n);
+    }
     let model = UNet::new(&config, &mut rand::rngs::StdRng::seed_from_u64(0)).map_err(|e| e.to_string())?;
     let params = model.parameters();
     let prefix = if file.tensors().keys().any(|k| k.starts_with("model.")) {
@@ -419,6 +450,25 @@ fn sampler_from(f: &Flags) -> Result<Sampler, String> {
     }
 }
 
+/// The class of each of `n` samples: `--class K` for all, else 0, 1, ..., 9, 0, ...
+/// for a conditional model; `None` for an unconditional one.
+fn sample_labels(model: &UNet, f: &Flags, n: usize) -> Result<Option<Vec<usize>>, String> {
+    let Some(classes) = model.config.num_classes else {
+        if f.text("class").is_some() || f.text("guidance").is_some() {
+            return Err("--class and --guidance need a class-conditional model (train --conditional)".into());
+        }
+        return Ok(None);
+    };
+    Ok(Some(match f.text("class") {
+        Some(_) => vec![
+            f.checked("class", 0, &format!("a class below {classes}"), |k: usize| k
+                < classes)?;
+            n
+        ],
+        None => (0..n).map(|i| i % classes).collect(),
+    }))
+}
+
 /// Samples and writes the grid (and optionally each image); returns the samples
 /// and the grid's path.
 fn write_samples(
@@ -434,11 +484,16 @@ fn write_samples(
     let schedule = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
     let start = Instant::now();
     let mut steps_done = 0usize;
+    let labels = sample_labels(model, f, n)?;
+    let guidance = f.checked("guidance", 0.0, "a finite number >= 0", |w: f64| {
+        w.is_finite() && w >= 0.0
+    })?;
     let request = Request {
         sampler,
         n,
         batch,
-        labels: None,
+        labels: labels.as_deref(),
+        guidance,
     };
     let images = sample(model, &schedule, request, &mut rng, |i, total| {
         steps_done += 1;
@@ -510,11 +565,11 @@ fn eval_command(args: &[String]) -> Result<(), String> {
         None => eval::embedded_classifier(),
     }
     .map_err(|e| e.to_string())?;
-    let samples = match f.text("images") {
+    let (samples, wanted) = match f.text("images") {
         Some(dir) => {
             let d = data::load_folder(dir, 1, 28).map_err(|e| e.to_string())?;
             let all: Vec<usize> = (0..d.len()).collect();
-            d.batch(&all).map_err(|e| e.to_string())?.0
+            (d.batch(&all).map_err(|e| e.to_string())?.0, None)
         }
         None => {
             let sampler = sampler_from(&f)?;
@@ -527,11 +582,20 @@ fn eval_command(args: &[String]) -> Result<(), String> {
                 .text("out")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
-            write_samples(&model, sampler, &f, &out, 1000)?.0
+            let (images, _) = write_samples(&model, sampler, &f, &out, 1000)?;
+            (images, sample_labels(&model, &f, f.get("n", 1000)?)?)
         }
     };
     let scored = eval::classify(&classifier, &samples, 256).map_err(|e| e.to_string())?;
     report_scores(&scored);
+    if let Some(wanted) = wanted {
+        let predicted = eval::predicted_classes(&scored.probs, eval::CLASSES);
+        let agree = predicted.iter().zip(&wanted).filter(|(p, w)| p == w).count();
+        println!(
+            "classified as the requested class: {:.1}%",
+            100.0 * agree as f64 / scored.n as f64
+        );
+    }
     if let Some(dir) = f.text("mnist") {
         let reference = mnist_features(&classifier, dir, Split::Test, 10_000)?;
         let fid = eval::frechet_distance(&gaussian(&scored), &reference);

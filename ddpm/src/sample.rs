@@ -61,6 +61,50 @@ impl Sampler {
 /// Conditioning for class-conditional models: the class of each sample.
 pub type Labels<'a> = Option<&'a [usize]>;
 
+/// What a sample is conditioned on: class labels (one per sample) and the
+/// classifier-free guidance scale.
+#[derive(Debug, Clone, Copy)]
+pub struct Condition<'a> {
+    /// The class of each sample, or `None` for an unconditional model.
+    pub labels: Labels<'a>,
+    /// The guidance scale `w` (0: no guidance).
+    pub guidance: f64,
+}
+
+impl Condition<'_> {
+    /// No labels, no guidance.
+    pub const NONE: Condition<'static> = Condition {
+        labels: None,
+        guidance: 0.0,
+    };
+}
+
+/// Classifier-free guidance (Ho and Salimans 2022): with `w` the guidance scale,
+/// `eps = (1 + w) eps(x, t, y) - w eps(x, t, none)`. `w = 0` is plain conditional
+/// sampling; larger `w` trades diversity for samples that look more like their class.
+pub fn guided_eps(conditional: &Tensor, unconditional: &Tensor, w: f64) -> Result<Tensor> {
+    conditional.zip_map(unconditional, "guidance", |c, u| {
+        ((1.0 + w) * c as f64 - w * u as f64) as f32
+    })
+}
+
+/// The noise estimate at steps `t`: conditional, and guided when `w != 0`.
+fn predict_eps(model: &UNet, x: &Tensor, t: &[usize], labels: Labels<'_>, w: f64) -> Result<Tensor> {
+    let eps = |y: Labels<'_>| -> Result<Tensor> {
+        Ok(no_grad(|| model.forward(&Var::constant(x.clone()), t, y))?
+            .value()
+            .clone())
+    };
+    let cond = eps(labels)?;
+    match (labels, model.config.num_classes) {
+        (Some(_), Some(none)) if w != 0.0 => {
+            let unlabelled = vec![none; t.len()];
+            guided_eps(&cond, &eps(Some(&unlabelled))?, w)
+        }
+        _ => Ok(cond),
+    }
+}
+
 /// Runs `sampler` from `x_t` (noise `[B, C, H, W]`) down to a sample in `[-1, 1]`,
 /// calling `progress(i, S)` after each step. Recording is off (no tape).
 pub fn sample_from<R: Rng + ?Sized>(
@@ -68,7 +112,7 @@ pub fn sample_from<R: Rng + ?Sized>(
     schedule: &NoiseSchedule,
     sampler: Sampler,
     mut x: Tensor,
-    labels: Labels<'_>,
+    condition: Condition<'_>,
     rng: &mut R,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
@@ -92,9 +136,7 @@ pub fn sample_from<R: Rng + ?Sized>(
     for i in (0..kept.len()).rev() {
         let t_model = vec![kept[i]; b];
         let t_rs = vec![i; b];
-        let eps = no_grad(|| model.forward(&Var::constant(x.clone()), &t_model, labels))?
-            .value()
-            .clone();
+        let eps = predict_eps(model, &x, &t_model, condition.labels, condition.guidance)?;
         let x0 = predict_x0(&rs, &x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
         x = match sampler {
             Sampler::Ancestral { variance, .. } => {
@@ -144,6 +186,8 @@ pub struct Request<'a> {
     pub batch: usize,
     /// The class of each sample, for class-conditional models.
     pub labels: Labels<'a>,
+    /// The classifier-free guidance scale `w` (0: none).
+    pub guidance: f64,
 }
 
 /// Draws `request.n` samples in batches, from noise drawn with `rng`.
@@ -167,7 +211,10 @@ pub fn sample<R: Rng + ?Sized>(
             schedule,
             request.sampler,
             x_t,
-            y,
+            Condition {
+                labels: y,
+                guidance: request.guidance,
+            },
             rng,
             &mut progress,
         )?);

@@ -181,6 +181,10 @@ impl TrainState {
         let meta = BTreeMap::from([
             ("format".to_string(), "ddpm-train-checkpoint".to_string()),
             ("config".to_string(), opts.config.name.clone()),
+            (
+                "num_classes".to_string(),
+                opts.config.num_classes.map_or("none".into(), |n| n.to_string()),
+            ),
             ("step".to_string(), self.step.to_string()),
             ("seed".to_string(), opts.seed.to_string()),
             ("adam_steps".to_string(), adam_steps.to_string()),
@@ -252,6 +256,19 @@ impl TrainState {
     }
 }
 
+/// The probability that a training label is replaced by "no label", so that one
+/// network learns both the conditional and the unconditional noise estimate that
+/// classifier-free guidance combines (Ho and Salimans 2022).
+pub const LABEL_DROP: f32 = 0.1;
+
+/// `labels` with each one replaced by `none` with probability [`LABEL_DROP`].
+pub fn drop_labels<R: Rng + ?Sized>(labels: Vec<usize>, none: usize, rng: &mut R) -> Vec<usize> {
+    labels
+        .into_iter()
+        .map(|y| if rng.gen::<f32>() < LABEL_DROP { none } else { y })
+        .collect()
+}
+
 /// One optimisation step at `state.step`; returns the loss and the gradient norm
 /// before clipping. Errors (without updating anything) on a non-finite value.
 pub fn train_step(
@@ -267,11 +284,19 @@ pub fn train_step(
         d.set_rng(step_rng(opts.seed, step, 100 + k as u64));
     }
     let indices: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..data.len())).collect();
-    let (x0, _labels) = data
+    let (x0, labels) = data
         .batch(&indices)
         .map_err(|e| TrainError::Data(e.to_string()))?;
+    let labels = match state.model.config.num_classes {
+        None => None,
+        Some(none) => {
+            let labels = labels
+                .ok_or_else(|| TrainError::Data("a class-conditional model needs labelled data".into()))?;
+            Some(drop_labels(labels, none, &mut rng))
+        }
+    };
     state.optimizer.zero_grad();
-    let loss = training_loss(&state.model, schedule, &x0, None, &mut rng)?;
+    let loss = training_loss(&state.model, schedule, &x0, labels.as_deref(), &mut rng)?;
     let value = loss.value().item()?;
     if !value.is_finite() {
         autograd::clear_tape();

@@ -4,7 +4,7 @@
 use autograd::Var;
 use ddpm::config::UNetConfig;
 use ddpm::diffusion::{loss_at, normal, q_sample};
-use ddpm::sample::{sample_from, Sampler, Variance};
+use ddpm::sample::{sample_from, Condition, Sampler, Variance};
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
 use ddpm::unet::{timestep_embedding, UNet};
 use nn::optim::{Adam, Optimizer};
@@ -254,9 +254,17 @@ fn ddim_with_eta_zero_depends_only_on_the_starting_noise() {
     let s = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
     let x_t = normal(&[2, 1, 28, 28], &mut rng(8));
     let run = |sampler, seed| {
-        sample_from(&net, &s, sampler, x_t.clone(), None, &mut rng(seed), |_, _| {})
-            .unwrap()
-            .to_vec()
+        sample_from(
+            &net,
+            &s,
+            sampler,
+            x_t.clone(),
+            Condition::NONE,
+            &mut rng(seed),
+            |_, _| {},
+        )
+        .unwrap()
+        .to_vec()
     };
     let ddim = Sampler::Ddim { steps: 5, eta: 0.0 };
     assert_eq!(run(ddim, 1), run(ddim, 2));

@@ -188,6 +188,73 @@ fn a_tiny_end_to_end_train_and_sample() {
 }
 
 #[test]
+fn a_conditional_model_samples_a_requested_class_with_guidance() {
+    let out = temp_dir("cond");
+    let o = out.to_str().unwrap();
+    run(&[
+        "train",
+        "--config",
+        "mnist-tiny",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--conditional",
+        "--out",
+        o,
+    ])
+    .unwrap();
+    let c = out.join("checkpoint.safetensors");
+    let c = c.to_str().unwrap();
+    run(&[
+        "sample",
+        "--checkpoint",
+        c,
+        "--steps",
+        "2",
+        "--n",
+        "2",
+        "--class",
+        "3",
+        "--guidance",
+        "2",
+    ])
+    .unwrap();
+    run(&[
+        "eval",
+        "--checkpoint",
+        c,
+        "--steps",
+        "2",
+        "--n",
+        "2",
+        "--class",
+        "3",
+        "--guidance",
+        "1",
+    ])
+    .unwrap();
+    let e = out.join("ema.safetensors");
+    run(&[
+        "sample",
+        "--checkpoint",
+        e.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--n",
+        "2",
+        "--class",
+        "9",
+    ])
+    .unwrap();
+    assert!(
+        run(&["sample", "--checkpoint", c, "--steps", "2", "--class", "10"])
+            .unwrap_err()
+            .contains("--class")
+    );
+}
+
+#[test]
 fn bad_flags_and_files_give_clear_errors() {
     let err = |args: &[&str]| run(args).unwrap_err();
     assert!(err(&["train", "--bogus"]).starts_with("unknown flag --bogus"));
@@ -201,5 +268,21 @@ fn bad_flags_and_files_give_clear_errors() {
     assert!(err(&["eval", "--calibrate"]).contains("--calibrate needs --mnist"));
     assert!(err(&["eval", "--images", "/nonexistent/pngs"]).contains("/nonexistent/pngs"));
     assert!(err(&["eval", "--nll"]).contains("--nll needs --mnist"));
+    let plain = temp_dir("plain");
+    run(&[
+        "train",
+        "--config",
+        "mnist-tiny",
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--out",
+        plain.to_str().unwrap(),
+    ])
+    .unwrap();
+    let ckpt = plain.join("checkpoint.safetensors");
+    let unconditional = err(&["sample", "--checkpoint", ckpt.to_str().unwrap(), "--class", "3"]);
+    assert!(unconditional.contains("class-conditional"), "{unconditional}");
     assert!(run(&["train", "--help"]).is_ok());
 }
