@@ -149,8 +149,16 @@ fn check_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]): &C
     // dx scales with rstd, which is up to 1 / sqrt(eps) for single-element groups.
     let scale = want_rstd.iter().fold(1.0f64, |m, &r| m.max(r));
     assert_close(&dx.to_vec(), &want_dx, 1e-4 * scale, "dx");
-    assert_close(&dgamma.to_vec(), &want_dgamma, 1e-4, "dgamma");
-    assert_close(&dbeta.to_vec(), &want_dbeta, 1e-5, "dbeta");
+    // dgamma and dbeta are sums of b * hw terms per channel: an f32 sum of n terms
+    // can be off by about n * eps times the terms' size (|dy| <= 1, |xhat| <~ 4).
+    let sum_tol = 2.0 * f64::from(f32::EPSILON) * (d.b * d.hw) as f64;
+    assert_close(
+        &dgamma.to_vec(),
+        &want_dgamma,
+        f64::max(1e-4, 4.0 * sum_tol),
+        "dgamma",
+    );
+    assert_close(&dbeta.to_vec(), &want_dbeta, f64::max(1e-5, sum_tol), "dbeta");
 }
 
 /// `L = sum(y * r)` of the naive forward.
