@@ -14,7 +14,7 @@
 use autograd::{Parameter, Result};
 use tensor::{Tensor, TensorError};
 
-use super::{grad_or_skip, Optimizer};
+use super::{update, Optimizer};
 
 /// Adam or AdamW, with the moments kept per parameter.
 pub struct Adam {
@@ -127,15 +127,14 @@ impl Optimizer for Adam {
             (wd, 1.0)
         };
         for ((p, m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
-            let Some(g) = grad_or_skip(p) else { continue };
-            let mut w = p.value().into_vec();
-            for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(&g) {
-                let g = g + l2 * *w;
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w = *w * shrink - lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
-            }
-            p.set_value(Tensor::from_vec(w, &p.shape())?)?;
+            update(p, |w, g| {
+                for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                    let g = g + l2 * *w;
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *w = *w * shrink - lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+                }
+            })?;
         }
         Ok(())
     }

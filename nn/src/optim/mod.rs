@@ -28,7 +28,12 @@ pub trait Optimizer {
     }
 }
 
-/// The gradient of `p` as a row-major `Vec`, or `None` when it has none.
-fn grad_or_skip(p: &Parameter) -> Option<Vec<f32>> {
-    p.grad().map(|g| g.to_vec())
+/// Updates `p` in place with `rule(weights, gradient)`, both row-major; a
+/// parameter without a gradient is left alone. The weights' buffer is reused when
+/// nothing else holds it.
+fn update(p: &Parameter, rule: impl FnOnce(&mut [f32], &[f32])) -> Result<()> {
+    let Some(g) = p.grad() else { return Ok(()) };
+    let mut w = p.value().into_vec();
+    rule(&mut w, &g.to_vec());
+    p.set_value(tensor::Tensor::from_vec(w, &p.shape())?)
 }

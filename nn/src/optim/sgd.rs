@@ -5,9 +5,8 @@
 //! ```
 
 use autograd::{Parameter, Result};
-use tensor::Tensor;
 
-use super::{grad_or_skip, Optimizer};
+use super::{update, Optimizer};
 
 /// SGD with momentum `mu` (0 for plain SGD).
 pub struct Sgd {
@@ -34,14 +33,14 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
+        let (lr, mu) = (self.lr, self.momentum);
         for (p, vel) in self.params.iter().zip(&mut self.velocity) {
-            let Some(g) = grad_or_skip(p) else { continue };
-            let mut w = p.value().into_vec();
-            for ((w, v), &g) in w.iter_mut().zip(vel.iter_mut()).zip(&g) {
-                *v = self.momentum * *v + g;
-                *w -= self.lr * *v;
-            }
-            p.set_value(Tensor::from_vec(w, &p.shape())?)?;
+            update(p, |w, g| {
+                for ((w, v), &g) in w.iter_mut().zip(vel.iter_mut()).zip(g) {
+                    *v = mu * *v + g;
+                    *w -= lr * *v;
+                }
+            })?;
         }
         Ok(())
     }
