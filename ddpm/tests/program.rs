@@ -103,22 +103,29 @@ fn run(args: &[&str]) -> Result<(), String> {
     ddpm::app::run(&args)
 }
 
-#[test]
-fn a_tiny_end_to_end_train_and_sample() {
-    let out = temp_dir("e2e");
-    let o = out.to_str().unwrap();
-    run(&[
+/// Trains mnist-tiny for `steps` steps of batch 2 through the program, with
+/// `extra` flags, into a fresh directory named after `name`; returns it.
+fn train_tiny(name: &str, steps: u64, extra: &[&str]) -> PathBuf {
+    let out = temp_dir(name);
+    let steps = steps.to_string();
+    let mut args = vec![
         "train",
         "--config",
         "mnist-tiny",
         "--steps",
-        "2",
+        &steps,
         "--batch",
         "2",
-        "--out",
-        o,
-    ])
-    .unwrap();
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out.to_str().unwrap()]);
+    run(&args).unwrap();
+    out
+}
+
+#[test]
+fn a_tiny_end_to_end_train_and_sample() {
+    let out = train_tiny("e2e", 2, &[]);
     for f in ["checkpoint.safetensors", "ema.safetensors", "loss.csv"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
@@ -189,21 +196,7 @@ fn a_tiny_end_to_end_train_and_sample() {
 
 #[test]
 fn a_conditional_model_samples_a_requested_class_with_guidance() {
-    let out = temp_dir("cond");
-    let o = out.to_str().unwrap();
-    run(&[
-        "train",
-        "--config",
-        "mnist-tiny",
-        "--steps",
-        "2",
-        "--batch",
-        "2",
-        "--conditional",
-        "--out",
-        o,
-    ])
-    .unwrap();
+    let out = train_tiny("cond", 2, &["--conditional"]);
     let c = out.join("checkpoint.safetensors");
     let c = c.to_str().unwrap();
     run(&[
@@ -268,19 +261,7 @@ fn bad_flags_and_files_give_clear_errors() {
     assert!(err(&["eval", "--calibrate"]).contains("--calibrate needs --mnist"));
     assert!(err(&["eval", "--images", "/nonexistent/pngs"]).contains("/nonexistent/pngs"));
     assert!(err(&["eval", "--nll"]).contains("--nll needs --mnist"));
-    let plain = temp_dir("plain");
-    run(&[
-        "train",
-        "--config",
-        "mnist-tiny",
-        "--steps",
-        "1",
-        "--batch",
-        "2",
-        "--out",
-        plain.to_str().unwrap(),
-    ])
-    .unwrap();
+    let plain = train_tiny("plain", 1, &[]);
     let ckpt = plain.join("checkpoint.safetensors");
     let unconditional = err(&["sample", "--checkpoint", ckpt.to_str().unwrap(), "--class", "3"]);
     assert!(unconditional.contains("class-conditional"), "{unconditional}");
