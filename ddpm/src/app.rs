@@ -351,16 +351,6 @@ fn train_command(args: &[String]) -> Result<(), String> {
 
 /// Trains and writes the EMA weights beside the checkpoint; returns their path.
 fn run_training(data: &Dataset, opts: &TrainOptions) -> Result<PathBuf, String> {
-    println!(
-        "training {} ({} parameters) on {} images, batch {}, {} threads",
-        opts.config.name,
-        UNet::new(&opts.config, &mut rand::rngs::StdRng::seed_from_u64(0))
-            .map_err(|e| e.to_string())?
-            .num_parameters(),
-        data.len(),
-        opts.batch,
-        rayon::current_num_threads()
-    );
     let (state, summary) = train(data, opts, |line| println!("{line}")).map_err(|e| e.to_string())?;
     let ema_path = opts.out_dir.join("ema.safetensors");
     let meta = BTreeMap::from([

@@ -361,6 +361,14 @@ pub fn train(
     let ckpt = checkpoint_path(&opts.out_dir);
     let csv = opts.out_dir.join("loss.csv");
     let mut state = TrainState::new(opts)?;
+    log(&format!(
+        "training {} ({} parameters) on {} images, batch {}, {} threads",
+        opts.config.name,
+        state.model.num_parameters(),
+        data.len(),
+        opts.batch,
+        rayon::current_num_threads()
+    ));
     if opts.resume {
         state.load(&ckpt, opts)?;
         log(&format!("resumed from {} at step {}", ckpt.display(), state.step));
