@@ -1,6 +1,5 @@
 //! The `ddpm` program: `train`, `sample`, `eval`, and the no-argument default run.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -113,6 +112,11 @@ const TRAIN: &[Spec] = &[
         help: "class-conditional (labels dropped with p = 0.1, for classifier-free guidance)",
     },
     Spec {
+        name: "learn-sigma",
+        value: None,
+        help: "learn the reverse variances too (L_hybrid = L_simple + 0.001 L_vlb)",
+    },
+    Spec {
         name: "checkpoint-every",
         value: Some("N"),
         help: "save every N steps (default 200)",
@@ -153,7 +157,11 @@ const SAMPLING: &[Spec] = &[
         "denoising steps (default 250 for ddpm, 50 for ddim; T = 1000)",
     ),
     flag("eta", "X", "DDIM noise, 0 = deterministic (default 0)"),
-    flag("variance", "V", "ddpm variance: beta | beta-tilde (default beta)"),
+    flag(
+        "variance",
+        "V",
+        "ddpm variance: beta | beta-tilde | learned (default learned for --learn-sigma models, else beta)",
+    ),
     flag(
         "class",
         "K",
@@ -346,6 +354,9 @@ fn train_command(args: &[String]) -> Result<(), String> {
         }
         opts.config.num_classes = Some(data.num_classes());
     }
+    if f.has("learn-sigma") {
+        opts.config = opts.config.with_learned_sigma();
+    }
     run_training(&data, &opts).map(|_| ())
 }
 
@@ -353,14 +364,8 @@ fn train_command(args: &[String]) -> Result<(), String> {
 fn run_training(data: &Dataset, opts: &TrainOptions) -> Result<PathBuf, String> {
     let (state, summary) = train(data, opts, |line| println!("{line}")).map_err(|e| e.to_string())?;
     let ema_path = opts.out_dir.join("ema.safetensors");
-    let meta = BTreeMap::from([
-        ("config".to_string(), opts.config.name.clone()),
-        (
-            "num_classes".to_string(),
-            opts.config.num_classes.map_or("none".into(), |n| n.to_string()),
-        ),
-        ("step".to_string(), state.step.to_string()),
-    ]);
+    let mut meta = opts.config.metadata();
+    meta.insert("step".to_string(), state.step.to_string());
     let tensors = state.ema_tensors();
     safetensors::save(&ema_path, tensors.iter().map(|(n, t)| (n, t)), &meta).map_err(|e| e.to_string())?;
     println!(
@@ -380,27 +385,8 @@ fn run_training(data: &Dataset, opts: &TrainOptions) -> Result<PathBuf, String> 
 /// names, `which` picks) or a plain weight file with the spec's names.
 pub fn load_model(path: &Path, config: Option<&str>, which: &str) -> Result<UNet, String> {
     let file = safetensors::load(path).map_err(|e| e.to_string())?;
-    let name = match (config, file.metadata().get("config")) {
-        (Some(c), _) => c.to_string(),
-        (None, Some(c)) => c.clone(),
-        (None, None) => {
-            return Err(format!(
-                "{}: no config in the file; give --config",
-                path.display()
-            ))
-        }
-    };
-    let mut config = UNetConfig::named(&name).map_err(|e| e.to_string())?;
-    if let Some(n) = file
-        .metadata()
-        .get("num_classes")
-        .filter(|n| n.as_str() != "none")
-    {
-        let n = n
-            .parse()
-            .map_err(|_| format!("{}: bad num_classes {n:?}", path.display()))?;
-        config.num_classes = Some(n);
-    }
+    let config =
+        UNetConfig::from_metadata(file.metadata(), config).map_err(|e| format!("{}: {e}", path.display()))?;
     let model = UNet::new(&config, &mut rand::rngs::StdRng::seed_from_u64(0)).map_err(|e| e.to_string())?;
     let params = model.parameters();
     let prefix = if file.tensors().keys().any(|k| k.starts_with("model.")) {
@@ -422,7 +408,21 @@ pub fn load_model(path: &Path, config: Option<&str>, which: &str) -> Result<UNet
     Ok(model)
 }
 
-fn sampler_from(f: &Flags) -> Result<Sampler, String> {
+/// `--variance`, defaulting to the model's own when it `learned` them.
+fn variance_from(f: &Flags, learned: bool) -> Result<Variance, String> {
+    let default = if learned { "learned" } else { "beta" };
+    match f.text("variance").unwrap_or(default) {
+        "beta" => Ok(Variance::Beta),
+        "beta-tilde" => Ok(Variance::BetaTilde),
+        "learned" if learned => Ok(Variance::Learned),
+        "learned" => Err("--variance learned needs a model trained with --learn-sigma".into()),
+        v => Err(format!("--variance: {v:?} is not beta, beta-tilde or learned")),
+    }
+}
+
+/// The sampler the flags ask for, for a model with (`learned`) or without learned
+/// variances.
+fn sampler_from(f: &Flags, learned: bool) -> Result<Sampler, String> {
     match f.text("sampler").unwrap_or("ddpm") {
         "ddim" => Ok(Sampler::Ddim {
             steps: f.checked("steps", 50, "a positive integer", |v: usize| v > 0)?,
@@ -430,11 +430,7 @@ fn sampler_from(f: &Flags) -> Result<Sampler, String> {
         }),
         "ddpm" => Ok(Sampler::Ancestral {
             steps: f.checked("steps", 250, "a positive integer", |v: usize| v > 0)?,
-            variance: match f.text("variance").unwrap_or("beta") {
-                "beta" => Variance::Beta,
-                "beta-tilde" => Variance::BetaTilde,
-                v => return Err(format!("--variance: {v:?} is not beta or beta-tilde")),
-            },
+            variance: variance_from(f, learned)?,
         }),
         s => Err(format!("--sampler: {s:?} is not ddpm or ddim")),
     }
@@ -524,8 +520,9 @@ fn sample_command(args: &[String]) -> Result<(), String> {
     };
     let default_ckpt = checkpoint_path(Path::new(DEFAULT_OUT));
     let ckpt = f.text("checkpoint").map(PathBuf::from).unwrap_or(default_ckpt);
-    let sampler = sampler_from(&f)?;
+    sampler_from(&f, true)?; // bad flags are reported before the checkpoint is read
     let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
+    let sampler = sampler_from(&f, model.config.learn_sigma)?;
     let out = f
         .text("out")
         .map(PathBuf::from)
@@ -562,12 +559,13 @@ fn eval_command(args: &[String]) -> Result<(), String> {
             (d.batch(&all).map_err(|e| e.to_string())?.0, None)
         }
         None => {
-            let sampler = sampler_from(&f)?;
             let ckpt = f
                 .text("checkpoint")
                 .map(PathBuf::from)
                 .unwrap_or(checkpoint_path(Path::new(DEFAULT_OUT)));
+            sampler_from(&f, true)?; // bad flags are reported before the checkpoint is read
             let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
+            let sampler = sampler_from(&f, model.config.learn_sigma)?;
             let out = f
                 .text("out")
                 .map(PathBuf::from)
@@ -619,16 +617,12 @@ fn nll_command(f: &Flags) -> Result<(), String> {
     }
     let count = f.checked("nll-images", 64, "a positive integer", |v: usize| v > 0)?;
     let batch = f.checked("batch", 64, "a positive integer", |v: usize| v > 0)?;
-    let variance = match f.text("variance").unwrap_or("beta") {
-        "beta" => Variance::Beta,
-        "beta-tilde" => Variance::BetaTilde,
-        v => return Err(format!("--variance: {v:?} is not beta or beta-tilde")),
-    };
     let ckpt = f
         .text("checkpoint")
         .map(PathBuf::from)
         .unwrap_or(checkpoint_path(Path::new(DEFAULT_OUT)));
     let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
+    let variance = variance_from(f, model.config.learn_sigma)?;
     let test = data::load_mnist(dir, Split::Test).map_err(|e| e.to_string())?;
     let schedule = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
     let mut rng = rand::rngs::StdRng::seed_from_u64(f.get("seed", 0)?);
@@ -728,7 +722,7 @@ fn default_run() -> Result<(), String> {
     let sample_flags = Flags::parse(&[], &specs(&[SAMPLE, SAMPLING]))?;
     let (images, grid) = write_samples(
         &model,
-        sampler_from(&sample_flags)?,
+        sampler_from(&sample_flags, model.config.learn_sigma)?,
         &sample_flags,
         &opts.out_dir,
         64,

@@ -1,5 +1,7 @@
 //! The named U-Net configurations of `shared/spec/unet.md`.
 
+use std::collections::BTreeMap;
+
 use tensor::{Result, TensorError};
 
 /// The shape of a U-Net (see the spec's table).
@@ -11,7 +13,8 @@ pub struct UNetConfig {
     pub image_size: usize,
     /// Input channels.
     pub in_ch: usize,
-    /// Output channels (the predicted noise has the input's channels).
+    /// Output channels: the predicted noise has the input's channels, and a model
+    /// with learned variances outputs as many again (see [`UNetConfig::learn_sigma`]).
     pub out_ch: usize,
     /// The base channel count `C`.
     pub ch: usize,
@@ -27,6 +30,10 @@ pub struct UNetConfig {
     pub dropout: f32,
     /// `Some(n)` for a class-conditional model with `n` classes.
     pub num_classes: Option<usize>,
+    /// Whether the network also outputs the interpolation `v` of its reverse-step
+    /// variance (Nichol and Dhariwal 2021; see [`crate::variance`]). Set it with
+    /// [`UNetConfig::with_learned_sigma`], which doubles `out_ch`.
+    pub learn_sigma: bool,
 }
 
 /// The names [`UNetConfig::named`] knows.
@@ -58,7 +65,51 @@ impl UNetConfig {
             groups,
             dropout,
             num_classes: None,
+            learn_sigma: false,
         })
+    }
+
+    /// The same network with learned variances: `in_ch` more output channels.
+    pub fn with_learned_sigma(mut self) -> UNetConfig {
+        self.learn_sigma = true;
+        self.out_ch = 2 * self.in_ch;
+        self
+    }
+
+    /// What a weight file records about the config, so that loading it rebuilds
+    /// the same network: the name, the classes and the variance output.
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("config".to_string(), self.name.clone()),
+            (
+                "num_classes".to_string(),
+                self.num_classes.map_or("none".into(), |n| n.to_string()),
+            ),
+            (
+                "variance".to_string(),
+                if self.learn_sigma { "learned" } else { "fixed" }.to_string(),
+            ),
+        ])
+    }
+
+    /// The config a weight file's [`UNetConfig::metadata`] describes; `name`
+    /// overrides the recorded name (for files that have none). Files written
+    /// before the `variance` key existed have fixed variances.
+    pub fn from_metadata(meta: &BTreeMap<String, String>, name: Option<&str>) -> Result<UNetConfig> {
+        let bad = |msg: String| TensorError::InvalidArgument { op: "config", msg };
+        let name = name
+            .or(meta.get("config").map(String::as_str))
+            .ok_or_else(|| bad("no config in the file's metadata; give --config".into()))?;
+        let mut config = UNetConfig::named(name)?;
+        if let Some(n) = meta.get("num_classes").filter(|n| n.as_str() != "none") {
+            let n = n.parse().map_err(|_| bad(format!("bad num_classes {n:?}")))?;
+            config.num_classes = Some(n);
+        }
+        match meta.get("variance").map(String::as_str) {
+            None | Some("fixed") => Ok(config),
+            Some("learned") => Ok(config.with_learned_sigma()),
+            Some(v) => Err(bad(format!("unknown variance {v:?} (fixed or learned)"))),
+        }
     }
 
     /// Checks that the channel counts split into the groups and the sizes halve.
@@ -100,6 +151,12 @@ impl UNetConfig {
                 self.name,
                 self.image_size,
                 levels - 1
+            ));
+        }
+        if self.out_ch != self.in_ch * (1 + usize::from(self.learn_sigma)) {
+            return bad(format!(
+                "{}: {} output channels for {} input channels (learned variances: {})",
+                self.name, self.out_ch, self.in_ch, self.learn_sigma
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {

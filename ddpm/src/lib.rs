@@ -6,6 +6,7 @@
 //! - [`schedule`]: beta, alpha, alpha-bar and every derived constant, computed once.
 //! - [`diffusion`]: `q_sample` and the `L_simple` training loss.
 //! - [`likelihood`]: the variational bound in bits per dimension.
+//! - [`variance`]: learned reverse-step variances and the hybrid loss.
 //! - [`sample`]: ancestral (DDPM), strided and DDIM samplers.
 //! - [`eval`]: the classifier's confident fraction and a Frechet distance on its
 //!   features ("FID" with the shipped LeNet in place of Inception).
@@ -24,3 +25,4 @@ pub mod sample;
 pub mod schedule;
 pub mod train;
 pub mod unet;
+pub mod variance;

@@ -19,12 +19,12 @@
 //! Steps are indexed `0..T` as in [`crate::schedule`]: the paper's `L_{t-1}` at
 //! `t >= 2` is our step `t - 1 >= 1`, and `L_0` is our step 0.
 
-use autograd::{no_grad, Result, Var};
+use autograd::Result;
 use rand::Rng;
 use tensor::Tensor;
 
-use crate::diffusion::{normal, per_image, predict_x0, q_sample};
-use crate::sample::Variance;
+use crate::diffusion::{normal, posterior_mean, predict_x0, q_sample};
+use crate::sample::{predict_eps, step_log_variance, Variance};
 use crate::schedule::NoiseSchedule;
 use crate::unet::UNet;
 
@@ -77,16 +77,6 @@ pub fn prior_bpd(schedule: &NoiseSchedule, x0: &Tensor) -> f64 {
     nats / x.len().max(1) as f64 / std::f64::consts::LN_2
 }
 
-/// The model's log variance at step `t`: `beta` ("large", with `beta_tilde_1` at
-/// step 0 as the original code does) or the clipped `log beta_tilde`.
-fn model_log_variance(schedule: &NoiseSchedule, variance: Variance, t: usize) -> f64 {
-    match variance {
-        Variance::BetaTilde => schedule.log_beta_tilde_clipped[t],
-        Variance::Beta if t == 0 => schedule.beta_tilde[1.min(schedule.steps() - 1)].ln(),
-        Variance::Beta => schedule.beta[t].ln(),
-    }
-}
-
 /// The bound's terms for a batch `x0` (`[B, C, H, W]` on the pixel grid in
 /// `[-1, 1]`), in bits per dimension averaged over the batch: `(L_T, [L_0, L_1, ...,
 /// L_{T-1}])`. Runs the model once per step (T forward passes), without a tape.
@@ -103,27 +93,21 @@ pub fn vlb_terms<R: Rng + ?Sized>(
     for (t, term) in terms.iter_mut().enumerate() {
         let steps = vec![t; b];
         let x_t = q_sample(schedule, x0, &steps, &normal(x0.shape(), rng))?;
-        let eps = no_grad(|| model.forward(&Var::constant(x_t.clone()), &steps, None))?
-            .value()
-            .clone();
+        let (eps, o) = predict_eps(model, &x_t, &steps, None, 0.0)?;
         let x0_pred = predict_x0(schedule, &x_t, &steps, &eps)?.clamp(-1.0, 1.0)?;
-        let mean = |x0: &Tensor| -> Result<Vec<f32>> {
-            let a = per_image(&schedule.posterior_coef_x0, &steps)?;
-            let c = per_image(&schedule.posterior_coef_xt, &steps)?;
-            Ok(x0.mul(&a)?.add(&x_t.mul(&c)?)?.to_vec())
-        };
-        let model_mean = mean(&x0_pred)?;
-        let lv = model_log_variance(schedule, variance, t);
+        let model_mean = posterior_mean(schedule, &x0_pred, &x_t, &steps)?.to_vec();
+        let lv = step_log_variance(schedule, variance, &steps, o.as_ref())?
+            .broadcast_to(x0.shape())?
+            .to_vec();
         let nats = if t == 0 {
             // -log p(x_0 | x_1), the decoder.
-            let zeros = vec![0.0; x0v.len()];
-            -mean3(&x0v, &model_mean, &zeros, |x, m, _| {
+            -mean3(&x0v, &model_mean, &lv, |x, m, lv| {
                 discretized_gaussian_log_likelihood(x, m, 0.5 * lv)
             })
         } else {
-            let true_mean = mean(x0)?;
+            let true_mean = posterior_mean(schedule, x0, &x_t, &steps)?.to_vec();
             let true_lv = schedule.log_beta_tilde_clipped[t];
-            mean3(&true_mean, &model_mean, &x0v, |m1, m2, _| {
+            mean3(&true_mean, &model_mean, &lv, |m1, m2, lv| {
                 normal_kl(m1, true_lv, m2, lv)
             })
         };

@@ -6,7 +6,7 @@
 //! step, with `eps = eps_theta(x, tau_i)` and `x0 = predict_x0` clipped to `[-1, 1]`:
 //!
 //! ```text
-//! ancestral (DDPM):  x <- coef_x0 x0 + coef_xt x + sigma z,   sigma^2 = beta or beta_tilde   (z = 0 at the end)
+//! ancestral (DDPM):  x <- coef_x0 x0 + coef_xt x + sigma z,   sigma^2 = beta, beta_tilde or learned  (z = 0 at the end)
 //! DDIM (Song et al. 2021), with ab = alpha_bar_i, ab' = alpha_bar_{i-1}:
 //!   eps' = (x - sqrt(ab) x0) / sqrt(1 - ab)
 //!   sigma = eta sqrt((1 - ab') / (1 - ab)) sqrt(1 - ab / ab')
@@ -18,9 +18,10 @@ use autograd::{no_grad, Result, Var};
 use rand::Rng;
 use tensor::{Tensor, TensorError};
 
-use crate::diffusion::{normal, predict_x0};
+use crate::diffusion::{normal, posterior_mean, predict_x0};
 use crate::schedule::{spaced_steps, NoiseSchedule};
 use crate::unet::UNet;
+use crate::variance::{log_variance, split_output};
 
 /// The variance of an ancestral step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,6 +30,9 @@ pub enum Variance {
     Beta,
     /// `sigma^2 = beta_tilde_t`, the posterior variance ("small").
     BetaTilde,
+    /// The model's own, per pixel, between the two (models trained with learned
+    /// variances; see [`crate::variance`]).
+    Learned,
 }
 
 /// Which reverse process to run.
@@ -88,20 +92,60 @@ pub fn guided_eps(conditional: &Tensor, unconditional: &Tensor, w: f64) -> Resul
     })
 }
 
-/// The noise estimate at steps `t`: conditional, and guided when `w != 0`.
-fn predict_eps(model: &UNet, x: &Tensor, t: &[usize], labels: Labels<'_>, w: f64) -> Result<Tensor> {
-    let eps = |y: Labels<'_>| -> Result<Tensor> {
-        Ok(no_grad(|| model.forward(&Var::constant(x.clone()), t, y))?
-            .value()
-            .clone())
+/// The model's outputs at steps `t`: the noise estimate (conditional, and guided
+/// when `w != 0`) and, for learned variances, the variance output `o` (from the
+/// conditional pass).
+pub fn predict_eps(
+    model: &UNet,
+    x: &Tensor,
+    t: &[usize],
+    labels: Labels<'_>,
+    w: f64,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let outputs = |y: Labels<'_>| -> Result<(Tensor, Option<Tensor>)> {
+        let out = no_grad(|| model.forward(&Var::constant(x.clone()), t, y))?;
+        let (eps, o) = split_output(&out, model.config.learn_sigma)?;
+        Ok((eps.value().clone(), o.map(|o| o.value().clone())))
     };
-    let cond = eps(labels)?;
+    let (cond, o) = outputs(labels)?;
     match (labels, model.config.num_classes) {
         (Some(_), Some(none)) if w != 0.0 => {
             let unlabelled = vec![none; t.len()];
-            guided_eps(&cond, &eps(Some(&unlabelled))?, w)
+            Ok((guided_eps(&cond, &outputs(Some(&unlabelled))?.0, w)?, o))
         }
-        _ => Ok(cond),
+        _ => Ok((cond, o)),
+    }
+}
+
+/// `log sigma^2` of an ancestral step at respaced step `t` (one per image): a
+/// `[B, 1, 1, 1]` constant for the fixed choices, per pixel for learned ones.
+/// Step 0 of `Beta` uses `beta_tilde_1`, as the original code does.
+pub fn step_log_variance(
+    schedule: &NoiseSchedule,
+    variance: Variance,
+    t: &[usize],
+    o: Option<&Tensor>,
+) -> Result<Tensor> {
+    let fixed = |lv: &dyn Fn(usize) -> f64| {
+        let v = t.iter().map(|&s| lv(s) as f32).collect();
+        Tensor::from_vec(v, &[t.len(), 1, 1, 1])
+    };
+    match (variance, o) {
+        (Variance::Learned, Some(o)) => Ok(log_variance(schedule, t, &Var::constant(o.clone()))?
+            .value()
+            .clone()),
+        (Variance::Learned, None) => Err(TensorError::InvalidArgument {
+            op: "sample",
+            msg: "learned variances need a model trained with them (train --learn-sigma)".into(),
+        }),
+        (Variance::BetaTilde, _) => fixed(&|s| schedule.log_beta_tilde_clipped[s]),
+        (Variance::Beta, _) => fixed(&|s| {
+            if s == 0 {
+                schedule.beta_tilde[1.min(schedule.steps() - 1)].ln()
+            } else {
+                schedule.beta[s].ln()
+            }
+        }),
     }
 }
 
@@ -136,19 +180,16 @@ pub fn sample_from<R: Rng + ?Sized>(
     for i in (0..kept.len()).rev() {
         let t_model = vec![kept[i]; b];
         let t_rs = vec![i; b];
-        let eps = predict_eps(model, &x, &t_model, condition.labels, condition.guidance)?;
+        let (eps, o) = predict_eps(model, &x, &t_model, condition.labels, condition.guidance)?;
         let x0 = predict_x0(&rs, &x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
         x = match sampler {
             Sampler::Ancestral { variance, .. } => {
-                let mean = x0
-                    .mul_scalar(rs.posterior_coef_x0[i] as f32)
-                    .add(&x.mul_scalar(rs.posterior_coef_xt[i] as f32))?;
-                let var = match variance {
-                    Variance::Beta => rs.beta[i],
-                    Variance::BetaTilde => rs.beta_tilde[i],
-                };
+                let mean = posterior_mean(&rs, &x0, &x, &t_rs)?;
                 if i > 0 {
-                    mean.add(&normal(x.shape(), rng).mul_scalar(var.sqrt() as f32))?
+                    let sigma = step_log_variance(&rs, variance, &t_rs, o.as_ref())?
+                        .mul_scalar(0.5)
+                        .exp();
+                    mean.add(&normal(x.shape(), rng).mul(&sigma)?)?
                 } else {
                     mean
                 }

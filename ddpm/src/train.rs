@@ -6,7 +6,6 @@
 //! a checkpoint needs only the step number to resume exactly where the run left
 //! off, and a resumed run computes the same losses as an uninterrupted one.
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -178,13 +177,9 @@ impl TrainState {
             tensors.push((format!("adam.m.{name}"), moments[i].0.clone()));
             tensors.push((format!("adam.v.{name}"), moments[i].1.clone()));
         }
-        let meta = BTreeMap::from([
+        let mut meta = opts.config.metadata();
+        meta.extend([
             ("format".to_string(), "ddpm-train-checkpoint".to_string()),
-            ("config".to_string(), opts.config.name.clone()),
-            (
-                "num_classes".to_string(),
-                opts.config.num_classes.map_or("none".into(), |n| n.to_string()),
-            ),
             ("step".to_string(), self.step.to_string()),
             ("seed".to_string(), opts.seed.to_string()),
             ("adam_steps".to_string(), adam_steps.to_string()),
@@ -209,13 +204,14 @@ impl TrainState {
                 .parse()
                 .map_err(|_| TrainError::Mismatch(format!("{}: bad {k:?}", path.display())))
         };
-        if field("config")? != opts.config.name {
-            return Err(TrainError::Mismatch(format!(
-                "{} was trained with config {}, not {}",
-                path.display(),
-                field("config")?,
-                opts.config.name
-            )));
+        for (key, wanted) in opts.config.metadata() {
+            let found = field(&key)?;
+            if found != wanted {
+                return Err(TrainError::Mismatch(format!(
+                    "{} was trained with {key} {found}, not {wanted}",
+                    path.display()
+                )));
+            }
         }
         if number("seed")? != opts.seed {
             return Err(TrainError::Mismatch(format!(
