@@ -16,8 +16,11 @@ use crate::eval;
 use crate::likelihood;
 use crate::sample::{sample, Request, Sampler, Variance};
 use crate::schedule::{BetaSchedule, NoiseSchedule};
+use crate::toy;
 use crate::train::{checkpoint_path, clock, train, TrainOptions};
 use crate::unet::UNet;
+
+mod figure;
 
 /// Where the default run writes.
 pub const DEFAULT_OUT: &str = "runs/default";
@@ -178,6 +181,14 @@ const SAMPLING: &[Spec] = &[
     },
 ];
 
+/// The flags of `ddpm toy`.
+const TOY: &[Spec] = &[
+    flag("steps", "N", "training steps (default 4000)"),
+    flag("samples", "N", "points per scatter panel (default 1500)"),
+    flag("seed", "N", "seed of everything random (default 0)"),
+    flag("out", "FILE", "the figure (default runs/toy/swiss-roll.png)"),
+];
+
 const SAMPLE: &[Spec] = &[
     flag("n", "N", "number of samples (default 64)"),
     flag("grid", "FILE", "grid file name in DIR (default samples.png)"),
@@ -243,6 +254,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "train" => train_command(rest),
         "sample" => sample_command(rest),
         "eval" => eval_command(rest),
+        "figure" => figure::figure_command(rest),
+        "toy" => toy_command(rest),
         "-h" | "--help" | "help" => {
             println!("{}", program_help());
             Ok(())
@@ -256,7 +269,9 @@ fn program_help() -> String {
      usage: ddpm                      train mnist-tiny on the embedded MNIST subset for ~10 minutes, then sample\n\
      \x20      ddpm train [flags]       train (ddpm train --help)\n\
      \x20      ddpm sample [flags]      draw samples from a checkpoint (ddpm sample --help)\n\
-     \x20      ddpm eval [flags]        score samples with the MNIST classifier (ddpm eval --help)"
+     \x20      ddpm eval [flags]        score samples with the MNIST classifier (ddpm eval --help)\n\
+     \x20      ddpm figure KIND [flags] the paper's figures: x0-chain, shared-xt, interpolate, loss\n\
+     \x20      ddpm toy [flags]         a 2-D Swiss roll, diffused and learned back (~15 s; ddpm toy --help)"
         .to_string()
 }
 
@@ -512,6 +527,36 @@ fn write_samples(
         println!("individual images: {}", dir.display());
     }
     Ok((images, grid))
+}
+
+/// `ddpm toy`: trains the 2-D Swiss-roll model, draws the figure of forward,
+/// reverse and drift (Sohl-Dickstein et al. 2015, figure 1) and checks the samples.
+fn toy_command(args: &[String]) -> Result<(), String> {
+    let Some(f) = parse(args, &[TOY], "usage: ddpm toy [flags]")? else {
+        return Ok(());
+    };
+    let opts = toy::ToyOptions {
+        steps: f.checked("steps", 4000, "a positive integer", |v: usize| v > 0)?,
+        seed: f.get("seed", 0)?,
+        ..toy::ToyOptions::default()
+    };
+    let samples = f.checked("samples", 1500, "a positive integer", |v: usize| v > 0)?;
+    let out = PathBuf::from(f.text("out").unwrap_or("runs/toy/swiss-roll.png"));
+    println!(
+        "training a {}x{} MLP on the Swiss roll: {} steps of {} points, T = {}",
+        opts.depth, opts.hidden, opts.steps, opts.batch, opts.diffusion_steps
+    );
+    let r = toy::run(&opts, samples, &out, |line| println!("{line}"))?;
+    println!(
+        "trained {} steps in {:.1} s; loss {:.4} -> {:.4} (first 20 -> last 200 steps)",
+        r.steps, r.train_seconds, r.initial_loss, r.final_loss
+    );
+    println!(
+        "mean distance to the nearest data point: samples {:.4}, fresh data {:.4}, N(0, I) prior {:.4}",
+        r.nn_samples, r.nn_data, r.nn_prior
+    );
+    println!("figure: {} ({:.1} s in all)", r.png.display(), r.total_seconds);
+    Ok(())
 }
 
 fn sample_command(args: &[String]) -> Result<(), String> {

@@ -149,47 +149,104 @@ pub fn step_log_variance(
     }
 }
 
-/// Runs `sampler` from `x_t` (noise `[B, C, H, W]`) down to a sample in `[-1, 1]`,
-/// calling `progress(i, S)` after each step. Recording is off (no tape).
-pub fn sample_from<R: Rng + ?Sized>(
-    model: &UNet,
-    schedule: &NoiseSchedule,
+/// What one reverse step produced: the next (less noisy) `x` and the model's
+/// prediction of `x_0` made on the way (clipped to `[-1, 1]`).
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// `x` at the next kept step (the sample itself after the last step).
+    pub x: Tensor,
+    /// The predicted `x_0`.
+    pub x0: Tensor,
+}
+
+/// A reverse process ready to run: the sampler, its kept steps `tau_1 < ... <
+/// tau_S`, the schedule respaced to them, the model and the conditioning. Index
+/// `i` runs from `S - 1` (pure noise) down to 0; [`sample_from`] walks all of it,
+/// and the paper's figures ([`crate::figures`]) start or stop part way.
+pub struct Chain<'a> {
+    model: &'a UNet,
     sampler: Sampler,
-    mut x: Tensor,
-    condition: Condition<'_>,
-    rng: &mut R,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<Tensor> {
-    if sampler.steps() == 0 {
-        return Err(TensorError::InvalidArgument {
-            op: "sample",
-            msg: "needs at least one step".into(),
-        });
-    }
-    if let Sampler::Ddim { eta, .. } = sampler {
-        if !(0.0..=1.0).contains(&eta) {
-            return Err(TensorError::InvalidArgument {
-                op: "sample",
-                msg: format!("eta {eta} is not in [0, 1]"),
-            });
+    kept: Vec<usize>,
+    respaced: NoiseSchedule,
+    condition: Condition<'a>,
+}
+
+impl<'a> Chain<'a> {
+    /// Checks the sampler's settings and respaces `schedule` to its steps.
+    pub fn new(
+        model: &'a UNet,
+        schedule: &NoiseSchedule,
+        sampler: Sampler,
+        condition: Condition<'a>,
+    ) -> Result<Chain<'a>> {
+        let bad = |msg: String| Err(TensorError::InvalidArgument { op: "sample", msg });
+        if sampler.steps() == 0 {
+            return bad("needs at least one step".into());
         }
+        if let Sampler::Ddim { eta, .. } = sampler {
+            if !(0.0..=1.0).contains(&eta) {
+                return bad(format!("eta {eta} is not in [0, 1]"));
+            }
+        }
+        if let Sampler::Ancestral {
+            variance: Variance::Learned,
+            ..
+        } = sampler
+        {
+            if !model.config.learn_sigma {
+                return bad("learned variances need a model trained with them (train --learn-sigma)".into());
+            }
+        }
+        let kept = spaced_steps(schedule.steps(), sampler.steps());
+        let respaced = schedule.respaced(&kept);
+        Ok(Chain {
+            model,
+            sampler,
+            kept,
+            respaced,
+            condition,
+        })
     }
-    let kept = spaced_steps(schedule.steps(), sampler.steps());
-    let rs = schedule.respaced(&kept);
-    let b = x.shape()[0];
-    for i in (0..kept.len()).rev() {
-        let t_model = vec![kept[i]; b];
+
+    /// The number of steps `S`.
+    pub fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Whether the chain has no steps (never: [`Chain::new`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// The diffusion step `tau_i` (of the original `0..T`) that index `i` stands for.
+    pub fn diffusion_step(&self, i: usize) -> usize {
+        self.kept[i]
+    }
+
+    /// The last index whose diffusion step is at most `t`: where to enter the
+    /// chain with an `x_t` made by `q_sample` at that step.
+    pub fn index_at_or_below(&self, t: usize) -> usize {
+        self.kept.iter().rposition(|&s| s <= t).unwrap_or(0)
+    }
+
+    /// One reverse step from `x` at index `i` to index `i - 1`, drawing the step's
+    /// noise (`[B, C, H, W]`) from `noise` when the sampler needs it.
+    pub fn step(&self, i: usize, x: &Tensor, noise: &mut dyn FnMut(&[usize]) -> Tensor) -> Result<Step> {
+        let rs = &self.respaced;
+        let b = x.shape()[0];
+        let t_model = vec![self.kept[i]; b];
         let t_rs = vec![i; b];
-        let (eps, o) = predict_eps(model, &x, &t_model, condition.labels, condition.guidance)?;
-        let x0 = predict_x0(&rs, &x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
-        x = match sampler {
+        let (labels, w) = (self.condition.labels, self.condition.guidance);
+        let (eps, o) = predict_eps(self.model, x, &t_model, labels, w)?;
+        let x0 = predict_x0(rs, x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
+        let next = match self.sampler {
             Sampler::Ancestral { variance, .. } => {
-                let mean = posterior_mean(&rs, &x0, &x, &t_rs)?;
+                let mean = posterior_mean(rs, &x0, x, &t_rs)?;
                 if i > 0 {
-                    let sigma = step_log_variance(&rs, variance, &t_rs, o.as_ref())?
+                    let sigma = step_log_variance(rs, variance, &t_rs, o.as_ref())?
                         .mul_scalar(0.5)
                         .exp();
-                    mean.add(&normal(x.shape(), rng).mul(&sigma)?)?
+                    mean.add(&noise(x.shape()).mul(&sigma)?)?
                 } else {
                     mean
                 }
@@ -205,13 +262,31 @@ pub fn sample_from<R: Rng + ?Sized>(
                     .mul_scalar(ab_prev.sqrt() as f32)
                     .add(&eps.mul_scalar(dir as f32))?;
                 if sigma > 0.0 {
-                    next.add(&normal(x.shape(), rng).mul_scalar(sigma as f32))?
+                    next.add(&noise(x.shape()).mul_scalar(sigma as f32))?
                 } else {
                     next
                 }
             }
         };
-        progress(kept.len() - i, kept.len());
+        Ok(Step { x: next, x0 })
+    }
+}
+
+/// Runs `sampler` from `x_t` (noise `[B, C, H, W]`) down to a sample in `[-1, 1]`,
+/// calling `progress(i, S)` after each step. Recording is off (no tape).
+pub fn sample_from<R: Rng + ?Sized>(
+    model: &UNet,
+    schedule: &NoiseSchedule,
+    sampler: Sampler,
+    mut x: Tensor,
+    condition: Condition<'_>,
+    rng: &mut R,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    let chain = Chain::new(model, schedule, sampler, condition)?;
+    for i in (0..chain.len()).rev() {
+        x = chain.step(i, &x, &mut |shape| normal(shape, rng))?.x;
+        progress(chain.len() - i, chain.len());
     }
     Ok(x)
 }
