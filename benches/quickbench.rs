@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --bin quickbench                # matmul and conv tables
 //! cargo run --release --bin quickbench -- conv --reps 9
+//! cargo run --release --bin quickbench -- conv --no-short   # matrixmultiply for every product
 //! cargo run --release --features mm-threading --bin quickbench -- raw-threaded
 //! ```
 //!
@@ -122,7 +123,7 @@ fn raw_threaded_table(reps: usize) {
     }
 }
 
-const USAGE: &str = "usage: quickbench [matmul|conv|all|raw-threaded] [--reps N] [--threads N]";
+const USAGE: &str = "usage: quickbench [matmul|conv|all|raw-threaded] [--reps N] [--threads N] [--no-short]";
 
 fn main() {
     let mut what = "all".to_string();
@@ -142,6 +143,7 @@ fn main() {
         match arg.as_str() {
             "--reps" => reps = number("--reps"),
             "--threads" => all = number("--threads"),
+            "--no-short" => tensor::gemm::short::set_enabled(false),
             "matmul" | "conv" | "all" | "raw-threaded" => what = arg,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -153,7 +155,12 @@ fn main() {
             }
         }
     }
-    println!("# quickbench: {all} threads available, median of {reps} runs");
+    let kernel = if tensor::gemm::short::available() {
+        "short products on our AVX-512 kernel"
+    } else {
+        "matrixmultiply only"
+    };
+    println!("# quickbench: {all} threads available, median of {reps} runs, {kernel}");
     if what == "raw-threaded" {
         if !cfg!(feature = "mm-threading") {
             eprintln!("quickbench: raw-threaded needs `--features mm-threading`");

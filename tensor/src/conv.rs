@@ -556,6 +556,20 @@ fn dy_view<'a>(g: &Geometry, dy: &'a [f32], blk: &Block, scratch: &'a mut [f32])
     MatRef::row_major(buf, g.cout, n)
 }
 
+/// `dY^T`, `[cols, Cout]` row-major, from the block's `[Cout, cols]` view: the
+/// right-hand side of `dW^T = col * dY^T`, with the contiguous rows a GEMM reads
+/// in place.
+fn transpose_dy<'a>(dym: &MatRef<'_>, g: &Geometry, scratch: &'a mut [f32]) -> MatRef<'a> {
+    let (cout, n) = (g.cout, dym.cols());
+    let buf = &mut scratch[..n * cout];
+    for o in 0..cout {
+        for (j, &v) in dym.row(o).iter().enumerate() {
+            buf[j * cout + o] = v;
+        }
+    }
+    MatRef::row_major(buf, n, cout)
+}
+
 /// One group's share of the weight and bias gradients.
 struct Partial {
     dw: Vec<f32>,
@@ -579,20 +593,34 @@ fn backward_group(
     let dcol_len = if dx.is_some() { scratch_len } else { 0 };
     let multi = blocks.iter().any(|b| b.images > 1);
     let dy_len = if multi { g.cout * max_cols } else { 0 };
-    let mut dw = vec![0.0; if x.is_some() { g.cout * g.k() } else { 0 }];
-    with_scratch([col_len, dcol_len, dy_len], |[col, dcol, dy_buf]| {
+    let dyt_len = if x.is_some() { g.cout * max_cols } else { 0 };
+    // The weight gradient is accumulated transposed, `[K, Cout]` (see `backward_block`).
+    let mut dwt = vec![0.0; if x.is_some() { g.cout * g.k() } else { 0 }];
+    with_scratch([col_len, dcol_len, dy_len, dyt_len], |[col, dcol, dy_buf, dyt]| {
         for blk in &blocks {
-            backward_block(g, blk, x, w, dy, dx.as_deref_mut(), &mut dw, [col, dcol, dy_buf]);
+            let scratch = [&mut *col, &mut *dcol, &mut *dy_buf, &mut *dyt];
+            backward_block(g, blk, x, w, dy, dx.as_deref_mut(), &mut dwt, scratch);
         }
     });
+    let mut dw = vec![0.0; dwt.len()];
+    for (kk, row) in dwt.chunks_exact(g.cout.max(1)).enumerate() {
+        for (o, &v) in row.iter().enumerate() {
+            dw[o * g.k() + kk] = v;
+        }
+    }
     Partial {
         dw,
         db: bias_grad(g, dy),
     }
 }
 
-/// One block of [`backward_group`]: accumulates into `dw` and adds into `dx`.
-/// `scratch` holds the im2col matrix, the column gradient and the gathered `dy`.
+/// One block of [`backward_group`]: accumulates `dW^T` into `dwt` (`[K, Cout]`)
+/// and adds into `dx`. `scratch` holds the im2col matrix, the column gradient, the
+/// gathered `dy` and `dY^T`.
+///
+/// `dW = dY col^T` is computed as its transpose, `dW^T = col dY^T`: then the big
+/// operand, `col`, is the left one, read by rows where im2col just wrote it, and
+/// only `dY` (9 times smaller for a 3x3 kernel) is copied, into `dY^T`.
 #[allow(clippy::too_many_arguments)]
 fn backward_block(
     g: &Geometry,
@@ -601,14 +629,15 @@ fn backward_block(
     w: &[f32],
     dy: &[f32],
     dx: Option<&mut [f32]>,
-    dw: &mut [f32],
-    [col, dcol, dy_buf]: [&mut [f32]; 3],
+    dwt: &mut [f32],
+    [col, dcol, dy_buf, dyt]: [&mut [f32]; 4],
 ) {
     let (k, cout, n) = (g.k(), g.cout, blk.cols(g));
     let dym = dy_view(g, dy, blk, dy_buf);
     if let Some(x) = x {
         let cm = col_view(g, x, blk, col);
-        gemm(1.0, dym, cm.t(), 1.0, MatMut::row_major(dw, cout, k));
+        let dyt = transpose_dy(&dym, g, dyt);
+        gemm(1.0, cm, dyt, 1.0, MatMut::row_major(dwt, k, cout));
     }
     if let Some(dx) = dx {
         let wt = MatRef::row_major(w, cout, k).t();

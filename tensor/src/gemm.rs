@@ -9,11 +9,17 @@
 //! Because a view carries strides, a transposed matrix is just a view with its
 //! row and column strides swapped: [`MatRef::t`]. Nothing is copied.
 //!
+//! Short, wide products whose `B` and `C` have contiguous rows (the convolutions'
+//! im2col products) go to our own kernel in [`short`], which reads `B` in place
+//! instead of packing it; everything else goes to `matrixmultiply`.
+//!
 //! [`gemm`] runs on the calling thread. [`gemm_parallel`] splits C into column or
 //! row blocks and runs one `gemm` per block on rayon's pool, so the engine scales
 //! with the pool rather than with `matrixmultiply`'s own (4-thread) pool.
 
 use rayon::prelude::*;
+
+pub mod short;
 
 /// A read-only matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +101,21 @@ impl<'a> MatRef<'a> {
         MatRef::new(&self.data[off..], self.rows, len, self.rs, self.cs)
     }
 
+    /// Row `i` as a slice, for a view whose rows are contiguous (`cs == 1`).
+    ///
+    /// # Panics
+    /// If `i` is not a row or the row is not contiguous.
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        assert!(
+            i < self.rows && self.cs == 1,
+            "MatRef::row: row {i} of a {}x{} view with column stride {}",
+            self.rows,
+            self.cols,
+            self.cs
+        );
+        &self.data[i * self.rs..][..self.cols]
+    }
+
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
@@ -161,6 +182,10 @@ pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) 
         c.cols
     );
     if m == 0 || n == 0 {
+        return;
+    }
+    if alpha == 1.0 && short::applies(&a, &b, &c) {
+        short::gemm(a, b, beta, c);
         return;
     }
     if k == 0 {
@@ -347,6 +372,45 @@ mod tests {
                 )
             });
             assert_eq!(c, want, "{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
+    fn the_short_kernel_matches_naive_on_edges_strides_and_beta() {
+        #[cfg(target_arch = "x86_64")]
+        assert!(short::available() || !is_x86_feature_detected!("avx512f"));
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (8, 5, 32),
+            (9, 13, 33),
+            (17, 40, 70),
+            (3, 288, 15),
+            (32, 7, 64),
+        ] {
+            let a = data(m * k, 5);
+            let b = data(k * n, 6);
+            let want = naive(&a, &b, m, k, n);
+            // A read through a transposed view, C with padded rows, beta 0 and 1.
+            let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();
+            let ld = n + 3;
+            for beta in [0.0f32, 1.0] {
+                let mut c = vec![if beta == 0.0 { f32::NAN } else { 2.0 }; m * ld];
+                let cv = MatMut::new(&mut c, m, n, ld, 1);
+                let (av, bv) = (MatRef::row_major(&at, k, m).t(), MatRef::row_major(&b, k, n));
+                assert_eq!(short::applies(&av, &bv, &cv), short::available());
+                gemm(1.0, av, bv, beta, cv);
+                for i in 0..m {
+                    for j in 0..n {
+                        let w = want[i * n + j] + if beta == 0.0 { 0.0 } else { 2.0 };
+                        assert_eq!(c[i * ld + j], w, "{m}x{k}x{n} beta {beta} at ({i}, {j})");
+                    }
+                    // The padding between rows is never written.
+                    let pad = if beta == 0.0 { f32::NAN } else { 2.0 };
+                    assert!(c[i * ld + n..i * ld + ld]
+                        .iter()
+                        .all(|v| v.to_bits() == pad.to_bits()));
+                }
+            }
         }
     }
 
