@@ -33,8 +33,8 @@ use super::{MatMut, MatRef};
 const MR: usize = 8;
 /// Columns of `C` per tile: two 16-float vectors.
 const NR: usize = 32;
-/// `A` up to this size is re-read from L2 for every panel of `B`.
-const A_CACHE_BYTES: usize = 256 * 1024;
+/// `A` up to this size (half a Zen 4 L2) is re-read from L2 for every panel of `B`.
+const A_CACHE_BYTES: usize = 512 * 1024;
 /// `B` up to this size comes from cache. A panel touches one or two cache lines in
 /// each of `k` rows far apart, which the hardware prefetchers do not follow: from
 /// DRAM (a `32 x 288 x 50176` product) this kernel ran at 0.75x matrixmultiply, whose
