@@ -53,6 +53,7 @@ use rayon::prelude::*;
 
 use crate::error::{invalid, Result, TensorError};
 use crate::gemm::{gemm, MatMut, MatRef};
+use crate::reduce::sum_f64;
 use crate::tensor::Tensor;
 
 /// Stride and zero padding of a convolution, the same along both spatial axes.
@@ -665,7 +666,7 @@ fn bias_grad(g: &Geometry, dy: &[f32]) -> Vec<f32> {
     let mut db = vec![0.0; g.cout];
     for image in dy.chunks_exact(g.image_out()) {
         for (d, plane) in db.iter_mut().zip(image.chunks_exact(g.hw_out())) {
-            *d += plane.iter().sum::<f32>();
+            *d += sum_f64(plane) as f32;
         }
     }
     db

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use crate::error::{invalid, Result};
 use crate::layout::broadcast_shapes;
 use crate::math;
+use crate::simd;
 use crate::strided::StridedRows;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
 
@@ -26,9 +27,11 @@ const CHUNK: usize = 1 << 14;
 fn map_slice(a: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0; a.len()];
     let body = |(o, a): (&mut [f32], &[f32])| {
-        for (o, &x) in o.iter_mut().zip(a) {
-            *o = f(x);
-        }
+        simd::widest(|| {
+            for (o, &x) in o.iter_mut().zip(a) {
+                *o = f(x);
+            }
+        })
     };
     if a.len() >= PARALLEL_MIN_ELEMENTS {
         out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(body);
@@ -42,9 +45,11 @@ fn map_slice(a: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 fn zip_slices(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0; a.len()];
     let body = |((o, a), b): ((&mut [f32], &[f32]), &[f32])| {
-        for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-            *o = f(x, y);
-        }
+        simd::widest(|| {
+            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        })
     };
     if a.len() >= PARALLEL_MIN_ELEMENTS {
         out.par_chunks_mut(CHUNK)
@@ -123,7 +128,7 @@ impl Tensor {
         let (a, b) = (self.storage(), other.storage());
         let fill = |(r, dst): (usize, &mut [f32])| {
             let [oa, ob] = rows.row_start(r);
-            zip_row(dst, &a[oa..], sa, &b[ob..], sb, &f);
+            simd::widest(|| zip_row(dst, &a[oa..], sa, &b[ob..], sb, &f));
         };
         if out.len() >= PARALLEL_MIN_ELEMENTS {
             out.par_chunks_mut(rows.inner).enumerate().for_each(fill);

@@ -23,6 +23,7 @@ pub mod math;
 pub mod matmul;
 pub mod reduce;
 pub mod resample;
+pub mod simd;
 mod strided;
 mod tensor;
 

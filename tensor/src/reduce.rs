@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 use crate::error::{check_axis, invalid, Result, TensorError};
 use crate::math;
+use crate::simd;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
 
 /// Independent accumulators in the inner loops (two AVX registers of `f32`).
@@ -56,7 +57,7 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// `sum(f(x))` over any slice: vectorised `f32` blocks added in `f64`.
 #[inline(always)]
 pub(crate) fn sum_map_f64(x: &[f32], f: impl Fn(f32) -> f32 + Copy) -> f64 {
-    x.chunks(BLOCK).map(|b| f64::from(lane_sum(b, f))).sum()
+    simd::widest(|| x.chunks(BLOCK).map(|b| f64::from(lane_sum(b, f))).sum())
 }
 
 /// The sum of a slice, accurately (see [`sum_map_f64`]).
