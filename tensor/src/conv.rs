@@ -54,6 +54,7 @@ use rayon::prelude::*;
 use crate::error::{invalid, Result, TensorError};
 use crate::gemm::{gemm, MatMut, MatRef};
 use crate::reduce::sum_f64;
+use crate::simd;
 use crate::tensor::Tensor;
 
 /// Stride and zero padding of a convolution, the same along both spatial axes.
@@ -385,6 +386,7 @@ fn im2col_rows(g: &Geometry, plane: &[f32], oh0: usize, (u, v): (usize, usize), 
 /// The adjoint of [`im2col_row`]: adds row `(c, u, v)` of a block's column
 /// gradient back into the group's input gradient `dx`, dropping the padding.
 /// (Zeroes the gaps of `src` on the way.)
+#[inline(always)]
 fn col2im_row(g: &Geometry, src: &mut [f32], blk: &Block, (c, u, v): (usize, usize, usize), dx: &mut [f32]) {
     let hw = g.hw_in();
     for (i, seg) in src.chunks_exact_mut(blk.rows * g.ow).enumerate() {
@@ -402,6 +404,7 @@ fn col2im_row(g: &Geometry, src: &mut [f32], blk: &Block, (c, u, v): (usize, usi
 }
 
 /// [`col2im_row`] for one image's segment, one output row at a time (any stride).
+#[inline(always)]
 fn col2im_rows(g: &Geometry, seg: &[f32], oh0: usize, (u, v): (usize, usize), plane: &mut [f32]) {
     let (rlo, rhi) = g.valid(u, g.h, g.oh);
     let (jlo, jhi) = g.valid(v, g.w, g.ow);
@@ -654,9 +657,14 @@ fn backward_block(
         } else {
             let dc = &mut dcol[..k * n];
             gemm(1.0, wt, dym, 0.0, MatMut::row_major(dc, k, n));
-            for (kidx, src) in kernel_rows(g).zip(dc.chunks_exact_mut(n)) {
-                col2im_row(g, src, blk, kidx, dx);
-            }
+            simd::widest(
+                #[inline(always)]
+                || {
+                    for (kidx, src) in kernel_rows(g).zip(dc.chunks_exact_mut(n)) {
+                        col2im_row(g, src, blk, kidx, dx);
+                    }
+                },
+            );
         }
     }
 }

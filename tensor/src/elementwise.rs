@@ -27,11 +27,14 @@ const CHUNK: usize = 1 << 14;
 fn map_slice(a: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0; a.len()];
     let body = |(o, a): (&mut [f32], &[f32])| {
-        simd::widest(|| {
-            for (o, &x) in o.iter_mut().zip(a) {
-                *o = f(x);
-            }
-        })
+        simd::widest(
+            #[inline(always)]
+            || {
+                for (o, &x) in o.iter_mut().zip(a) {
+                    *o = f(x);
+                }
+            },
+        )
     };
     if a.len() >= PARALLEL_MIN_ELEMENTS {
         out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(body);
@@ -45,11 +48,14 @@ fn map_slice(a: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 fn zip_slices(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0; a.len()];
     let body = |((o, a), b): ((&mut [f32], &[f32]), &[f32])| {
-        simd::widest(|| {
-            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                *o = f(x, y);
-            }
-        })
+        simd::widest(
+            #[inline(always)]
+            || {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            },
+        )
     };
     if a.len() >= PARALLEL_MIN_ELEMENTS {
         out.par_chunks_mut(CHUNK)
@@ -128,7 +134,10 @@ impl Tensor {
         let (a, b) = (self.storage(), other.storage());
         let fill = |(r, dst): (usize, &mut [f32])| {
             let [oa, ob] = rows.row_start(r);
-            simd::widest(|| zip_row(dst, &a[oa..], sa, &b[ob..], sb, &f));
+            simd::widest(
+                #[inline(always)]
+                || zip_row(dst, &a[oa..], sa, &b[ob..], sb, &f),
+            );
         };
         if out.len() >= PARALLEL_MIN_ELEMENTS {
             out.par_chunks_mut(rows.inner).enumerate().for_each(fill);

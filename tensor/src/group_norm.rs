@@ -32,6 +32,7 @@ use rayon::prelude::*;
 
 use crate::error::{invalid, Result, TensorError};
 use crate::reduce::{sum_f64, sum_map_f64, BLOCK, LANES};
+use crate::simd;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
 
 /// The per-`(b, g)` statistics of a forward pass that the backward pass needs.
@@ -101,6 +102,7 @@ impl Dims {
 }
 
 /// Normalises one image in place of `y`, returning `(mean, rstd)` of each group.
+#[inline(always)]
 fn forward_image(
     x: &[f32],
     y: &mut [f32],
@@ -152,7 +154,12 @@ pub fn group_norm_forward(
         .par_chunks_mut(d.image())
         .zip(xs.par_chunks(d.image()))
         .with_min_len(d.min_images_per_task())
-        .map(|(y, xi)| forward_image(xi, y, d, gs, bs, eps))
+        .map(|(y, xi)| {
+            simd::widest(
+                #[inline(always)]
+                || forward_image(xi, y, d, gs, bs, eps),
+            )
+        })
         .collect();
     let (mean, rstd) = stats.into_iter().flatten().unzip();
     Ok((
@@ -162,6 +169,7 @@ pub fn group_norm_forward(
 }
 
 /// `(sum(dy * xhat), sum(dy))` over one channel, with `xhat = (x - mean) * rstd`.
+#[inline(always)]
 fn channel_sums(dy: &[f32], x: &[f32], mean: f32, rstd: f32) -> (f64, f64) {
     let (mut s_dyx, mut s_dy) = (0.0f64, 0.0f64);
     for (dyb, xb) in dy.chunks(BLOCK).zip(x.chunks(BLOCK)) {
@@ -185,6 +193,7 @@ fn channel_sums(dy: &[f32], x: &[f32], mean: f32, rstd: f32) -> (f64, f64) {
 
 /// The backward pass of one image: writes `dx` and returns this image's
 /// `(dgamma[c], dbeta[c])` for every channel.
+#[inline(always)]
 fn backward_image(
     dy: &[f32],
     x: &[f32],
@@ -276,7 +285,12 @@ pub fn group_norm_backward(
         .zip(dys.par_chunks(d.image()).zip(xs.par_chunks(d.image())))
         .zip(saved.mean.par_chunks(groups).zip(saved.rstd.par_chunks(groups)))
         .with_min_len(d.min_images_per_task())
-        .map(|((dxi, (dyi, xi)), stats)| backward_image(dyi, xi, dxi, d, stats, gs))
+        .map(|((dxi, (dyi, xi)), stats)| {
+            simd::widest(
+                #[inline(always)]
+                || backward_image(dyi, xi, dxi, d, stats, gs),
+            )
+        })
         .collect();
     let mut sums = vec![(0.0f64, 0.0f64); d.c];
     for image in &partials {

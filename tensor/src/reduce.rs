@@ -57,7 +57,10 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// `sum(f(x))` over any slice: vectorised `f32` blocks added in `f64`.
 #[inline(always)]
 pub(crate) fn sum_map_f64(x: &[f32], f: impl Fn(f32) -> f32 + Copy) -> f64 {
-    simd::widest(|| x.chunks(BLOCK).map(|b| f64::from(lane_sum(b, f))).sum())
+    simd::widest(
+        #[inline(always)]
+        || x.chunks(BLOCK).map(|b| f64::from(lane_sum(b, f))).sum(),
+    )
 }
 
 /// The sum of a slice, accurately (see [`sum_map_f64`]).

@@ -9,6 +9,10 @@
 //! ("function multiversioning"), and one `is_x86_feature_detected!` per call.
 
 /// Runs `body` compiled for AVX-512 or AVX2 + FMA where the CPU has them, else as is.
+///
+/// Mark the closure `#[inline(always)]` (`widest(#[inline(always)] || ...)`): only
+/// code inlined into the feature-enabled function is compiled for those features,
+/// and the optimiser may otherwise keep a large closure as a separate, baseline call.
 #[inline(always)]
 pub fn widest<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
