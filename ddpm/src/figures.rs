@@ -81,9 +81,7 @@ pub fn shared_latent<R: Rng + ?Sized>(
             msg: format!("starts from one image, got a batch of {}", x_t.shape()[0]),
         });
     }
-    let mut entries: Vec<usize> = stops.iter().map(|&t| chain.index_at_or_below(t)).collect();
-    entries.sort_unstable_by(|a, b| b.cmp(a));
-    entries.dedup();
+    let entries: Vec<usize> = stops.iter().map(|&t| chain.index_at_or_below(t)).collect();
     let mut x = x_t;
     let mut rows = Vec::new();
     for i in (0..chain.len()).rev() {

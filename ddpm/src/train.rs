@@ -204,8 +204,12 @@ impl TrainState {
                 .parse()
                 .map_err(|_| TrainError::Mismatch(format!("{}: bad {k:?}", path.display())))
         };
+        // Read through from_metadata, so files older than a key get its default.
+        let recorded = UNetConfig::from_metadata(meta, None)
+            .map_err(|e| TrainError::Mismatch(format!("{}: {e}", path.display())))?
+            .metadata();
         for (key, wanted) in opts.config.metadata() {
-            let found = field(&key)?;
+            let found = recorded.get(&key).cloned().unwrap_or_default();
             if found != wanted {
                 return Err(TrainError::Mismatch(format!(
                     "{} was trained with {key} {found}, not {wanted}",

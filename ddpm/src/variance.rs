@@ -59,8 +59,11 @@ pub fn split_output(out: &Var, learned: bool) -> Result<(Var, Option<Var>)> {
 /// element, at steps `t` (one per image). `log beta_tilde` is clipped at step 0.
 pub fn log_variance(schedule: &NoiseSchedule, t: &[usize], o: &Var) -> Result<Var> {
     let min_log = per_image(&schedule.log_beta_tilde_clipped, t)?;
-    let log_beta: Vec<f64> = schedule.beta.iter().map(|b| b.ln()).collect();
-    let span = per_image(&log_beta, t)?.sub(&min_log)?;
+    let span: Vec<f32> = t
+        .iter()
+        .map(|&s| (schedule.beta[s].ln() - schedule.log_beta_tilde_clipped[s]) as f32)
+        .collect();
+    let span = Tensor::from_vec(span, min_log.shape())?;
     let v = o.add_scalar(1.0).mul_scalar(0.5);
     Var::constant(min_log).add(&v.mul(&Var::constant(span))?)
 }
@@ -95,12 +98,15 @@ pub fn decoder_nll(x0: &Tensor, mean: &Tensor, lv: &Var) -> Result<Var> {
         ))
     };
     let inner = |x: f32| (-0.999..=0.999).contains(&x);
+    // cdf(z+), cdf(z-), and 1 - cdf(z-) = cdf(-z-), 1 - cdf(z+) = cdf(-z+).
+    let (below_plus, below_minus) = (cdf(HALF_BIN, 1.0)?, cdf(-HALF_BIN, 1.0)?);
+    let (above_minus, above_plus) = (cdf(-HALF_BIN, -1.0)?, cdf(HALF_BIN, -1.0)?);
     // Exactly one of the four masks is 1 at each pixel.
     let p = mask(&|x, _| x < -0.999)?
-        .mul(&cdf(HALF_BIN, 1.0)?)?
-        .add(&mask(&|x, _| x > 0.999)?.mul(&cdf(-HALF_BIN, -1.0)?)?)?
-        .add(&mask(&|x, c| inner(x) && c <= 0.0)?.mul(&cdf(HALF_BIN, 1.0)?.sub(&cdf(-HALF_BIN, 1.0)?)?)?)?
-        .add(&mask(&|x, c| inner(x) && c > 0.0)?.mul(&cdf(-HALF_BIN, -1.0)?.sub(&cdf(HALF_BIN, -1.0)?)?)?)?;
+        .mul(&below_plus)?
+        .add(&mask(&|x, _| x > 0.999)?.mul(&above_minus)?)?
+        .add(&mask(&|x, c| inner(x) && c <= 0.0)?.mul(&below_plus.sub(&below_minus)?)?)?
+        .add(&mask(&|x, c| inner(x) && c > 0.0)?.mul(&above_minus.sub(&above_plus)?)?)?;
     const FLOOR: f32 = 1e-12;
     Ok(p.add_scalar(-FLOOR).relu().add_scalar(FLOOR).log().neg())
 }

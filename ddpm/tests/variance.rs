@@ -222,17 +222,30 @@ fn a_learned_variance_model_has_two_outputs_per_channel_and_samples() {
     assert_eq!(out.shape(), &[2, 1, 28, 28]);
     assert!(out.to_vec().iter().all(|v| v.is_finite()));
     assert!(sample_from(&fixed, &s, sampler, x, Condition::NONE, &mut rng(21), |_, _| {}).is_err());
-    // The bound of the untrained model: its variance is the geometric midpoint.
+    // The bound of the untrained model (eps = 0, o = 0): its variance is the
+    // geometric midpoint of beta and beta_tilde. Step 1's term, recomputed by hand
+    // with the same noise (vlb_terms draws one noise tensor per step, in order).
     let x0 = pixels(&[1, 1, 28, 28], 22);
-    let (_, terms) = vlb_terms(
-        &net,
-        &NoiseSchedule::new(BetaSchedule::LINEAR, 4),
-        Variance::Learned,
-        &x0,
-        &mut rng(23),
-    )
-    .unwrap();
-    assert!(terms.iter().all(|v| v.is_finite() && *v >= 0.0), "{terms:?}");
+    let s4 = NoiseSchedule::new(BetaSchedule::LINEAR, 4);
+    let (_, terms) = vlb_terms(&net, &s4, Variance::Learned, &x0, &mut rng(23)).unwrap();
+    let mut r = rng(23);
+    let _step0_noise = normal(x0.shape(), &mut r);
+    let x_1 = q_sample(&s4, &x0, &[1], &normal(x0.shape(), &mut r)).unwrap();
+    let x0_hat = x_1
+        .div_scalar(s4.sqrt_alpha_bar[1] as f32)
+        .clamp(-1.0, 1.0)
+        .unwrap();
+    let mu = posterior_mean(&s4, &x0_hat, &x_1, &[1]).unwrap().to_vec();
+    let mu_q = posterior_mean(&s4, &x0, &x_1, &[1]).unwrap().to_vec();
+    let lv = 0.5 * (s4.log_beta_tilde_clipped[1] + s4.beta[1].ln());
+    let lbt = s4.log_beta_tilde_clipped[1];
+    let nats: f64 = mu_q
+        .iter()
+        .zip(&mu)
+        .map(|(&q, &m)| normal_kl(q as f64, lbt, m as f64, lv))
+        .sum();
+    let want = nats / mu.len() as f64 / std::f64::consts::LN_2;
+    assert!(close(terms[1], want, 1e-3), "{} vs {want}", terms[1]);
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -245,6 +258,24 @@ fn temp_dir(name: &str) -> PathBuf {
 fn run(args: &[&str]) -> Result<(), String> {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     ddpm::app::run(&args)
+}
+
+#[test]
+fn checkpoints_from_before_the_variance_key_still_resume() {
+    let out = temp_dir("old-ckpt");
+    let o = out.to_str().unwrap();
+    let train = ["train", "--config", "mnist-tiny", "--batch", "2", "--out", o];
+    run(&[&train[..], &["--steps", "1"]].concat()).unwrap();
+    // Rewrite the checkpoint as an older version wrote it: no "variance" key.
+    let ckpt = out.join("checkpoint.safetensors");
+    let file = nn::safetensors::load(&ckpt).unwrap();
+    let mut meta = file.metadata().clone();
+    assert_eq!(meta.remove("variance").as_deref(), Some("fixed"));
+    nn::safetensors::save(&ckpt, file.tensors().iter(), &meta).unwrap();
+    run(&[&train[..], &["--steps", "2", "--resume"]].concat()).unwrap();
+    // A learned-variance run cannot resume it.
+    let err = run(&[&train[..], &["--steps", "3", "--resume", "--learn-sigma"]].concat()).unwrap_err();
+    assert!(err.contains("variance"), "{err}");
 }
 
 #[test]

@@ -46,7 +46,12 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     if rows == 0 || cols == 0 {
         0
     } else {
-        (rows - 1) * rs + (cols - 1) * cs + 1
+        // Checked: huge strides must fail the bounds check, not wrap around it.
+        (rows - 1)
+            .checked_mul(rs)
+            .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)))
+            .and_then(|last| last.checked_add(1))
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -383,6 +388,7 @@ mod tests {
             (1, 1, 1),
             (8, 5, 32),
             (9, 13, 33),
+            (9, 13, 50),
             (17, 40, 70),
             (3, 288, 15),
             (32, 7, 64),
