@@ -19,6 +19,7 @@ pub mod gemm;
 pub mod group_norm;
 pub mod join;
 pub mod layout;
+pub mod mask;
 pub mod math;
 pub mod matmul;
 pub mod reduce;

@@ -84,11 +84,9 @@ impl Var {
         if p == 0.0 {
             return Ok(self.clone());
         }
-        let scale = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..self.value().numel())
-            .map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale })
-            .collect();
-        let mask = Tensor::from_vec(mask, self.shape())?;
+        // One draw from `rng` seeds a counter-based mask (`tensor::mask`), which is
+        // filled in parallel and vectorised instead of one generator call per element.
+        let mask = Tensor::dropout_mask(self.shape(), p, rng.gen())?;
         let y = self.value().mul(&mask)?;
         Ok(Var::from_op(y, "dropout", &[self], move |g| {
             Ok(vec![Some(g.mul(&mask)?)])
