@@ -12,6 +12,9 @@ use nn::Module;
 use rand::SeedableRng;
 use tensor::Tensor;
 
+mod common;
+use common::{run, train_tiny};
+
 fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
@@ -143,28 +146,9 @@ fn interpolations_decode_every_mix_with_the_same_noise() {
     }
 }
 
-fn run(args: &[&str]) -> Result<(), String> {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    ddpm::app::run(&args)
-}
-
 #[test]
 fn each_figure_is_one_command_writing_one_png() {
-    let out = std::env::temp_dir().join(format!("ddpm-test-figures-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let o = out.to_str().unwrap();
-    let train = [
-        "train",
-        "--config",
-        "mnist-tiny",
-        "--batch",
-        "2",
-        "--steps",
-        "2",
-        "--out",
-        o,
-    ];
-    run(&train).unwrap();
+    let out = train_tiny("figures", 2, &[]);
     let c = out.join("checkpoint.safetensors");
     let c = c.to_str().unwrap();
     let figure = |kind: &str, extra: &[&str]| {

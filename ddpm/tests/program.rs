@@ -1,7 +1,7 @@
 //! The training loop and the program: exact resumption, stopping on a non-finite
 //! loss without losing the last checkpoint, a tiny end-to-end run, bad flags.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ddpm::config::UNetConfig;
@@ -9,12 +9,8 @@ use ddpm::data::embedded_mnist;
 use ddpm::schedule::BetaSchedule;
 use ddpm::train::{checkpoint_path, train, TrainError, TrainOptions, TrainState};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ddpm-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{run, temp_dir, train_tiny};
 
 fn options(out: &Path, steps: u64) -> TrainOptions {
     TrainOptions {
@@ -96,31 +92,6 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let mut state = TrainState::new(&opts).unwrap();
     state.load(&checkpoint_path(&out), &opts).unwrap();
     assert_eq!(state.step, step);
-}
-
-fn run(args: &[&str]) -> Result<(), String> {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    ddpm::app::run(&args)
-}
-
-/// Trains mnist-tiny for `steps` steps of batch 2 through the program, with
-/// `extra` flags, into a fresh directory named after `name`; returns it.
-fn train_tiny(name: &str, steps: u64, extra: &[&str]) -> PathBuf {
-    let out = temp_dir(name);
-    let steps = steps.to_string();
-    let mut args = vec![
-        "train",
-        "--config",
-        "mnist-tiny",
-        "--steps",
-        &steps,
-        "--batch",
-        "2",
-    ];
-    args.extend_from_slice(extra);
-    args.extend(["--out", out.to_str().unwrap()]);
-    run(&args).unwrap();
-    out
 }
 
 #[test]

@@ -4,8 +4,6 @@
 //! against finite differences, the stopped gradient on the mean, and a tiny
 //! learned-variance model that trains, samples and reloads through the program.
 
-use std::path::PathBuf;
-
 use autograd::gradcheck::{check_gradients, Tolerance};
 use autograd::Var;
 use ddpm::config::UNetConfig;
@@ -17,6 +15,9 @@ use ddpm::unet::UNet;
 use ddpm::variance::{decoder_nll, hybrid_loss, log_variance, posterior_kl, split_output, vlb_loss};
 use rand::{Rng, SeedableRng};
 use tensor::Tensor;
+
+mod common;
+use common::{run, temp_dir, train_tiny};
 
 fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
@@ -248,18 +249,6 @@ fn a_learned_variance_model_has_two_outputs_per_channel_and_samples() {
     assert!(close(terms[1], want, 1e-3), "{} vs {want}", terms[1]);
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ddpm-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(args: &[&str]) -> Result<(), String> {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    ddpm::app::run(&args)
-}
-
 #[test]
 fn checkpoints_from_before_the_variance_key_still_resume() {
     let out = temp_dir("old-ckpt");
@@ -326,19 +315,7 @@ fn the_program_trains_resumes_and_samples_with_learned_variances() {
     .unwrap();
     assert!(out.join("samples.png").exists());
     // A fixed-variance model has no variance to use.
-    let fixed = temp_dir("sigma-fixed");
-    run(&[
-        "train",
-        "--config",
-        "mnist-tiny",
-        "--batch",
-        "2",
-        "--steps",
-        "1",
-        "--out",
-        fixed.to_str().unwrap(),
-    ])
-    .unwrap();
+    let fixed = train_tiny("sigma-fixed", 1, &[]);
     let fc = fixed.join("checkpoint.safetensors");
     let err = run(&[
         "sample",
