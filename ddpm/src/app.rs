@@ -271,7 +271,7 @@ fn program_help() -> String {
      \x20      ddpm sample [flags]      draw samples from a checkpoint (ddpm sample --help)\n\
      \x20      ddpm eval [flags]        score samples with the MNIST classifier (ddpm eval --help)\n\
      \x20      ddpm figure KIND [flags] the paper's figures: x0-chain, shared-xt, interpolate, loss\n\
-     \x20      ddpm toy [flags]         a 2-D Swiss roll, diffused and learned back (~15 s; ddpm toy --help)"
+     \x20      ddpm toy [flags]         a 2-D Swiss roll, diffused and learned back (~11 s; ddpm toy --help)"
         .to_string()
 }
 
