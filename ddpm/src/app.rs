@@ -559,19 +559,41 @@ fn toy_command(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `--checkpoint`, or the default run's checkpoint.
+fn checkpoint_flag(f: &Flags) -> PathBuf {
+    f.text("checkpoint")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| checkpoint_path(Path::new(DEFAULT_OUT)))
+}
+
+/// `--out`, or the directory of the checkpoint `ckpt`.
+fn out_dir_flag(f: &Flags, ckpt: &Path) -> PathBuf {
+    f.text("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf())
+}
+
+/// The model in `ckpt` (`--config`, `--weights` as the flags say).
+fn load_flagged_model(f: &Flags, ckpt: &Path) -> Result<UNet, String> {
+    load_model(ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))
+}
+
+/// The model in `ckpt` and the sampler the flags ask for it; bad sampler flags are
+/// reported before the checkpoint is read.
+fn model_and_sampler(f: &Flags, ckpt: &Path) -> Result<(UNet, Sampler), String> {
+    sampler_from(f, true)?;
+    let model = load_flagged_model(f, ckpt)?;
+    let sampler = sampler_from(f, model.config.learn_sigma)?;
+    Ok((model, sampler))
+}
+
 fn sample_command(args: &[String]) -> Result<(), String> {
     let Some(f) = parse(args, &[SAMPLE, SAMPLING], "usage: ddpm sample [flags]")? else {
         return Ok(());
     };
-    let default_ckpt = checkpoint_path(Path::new(DEFAULT_OUT));
-    let ckpt = f.text("checkpoint").map(PathBuf::from).unwrap_or(default_ckpt);
-    sampler_from(&f, true)?; // bad flags are reported before the checkpoint is read
-    let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
-    let sampler = sampler_from(&f, model.config.learn_sigma)?;
-    let out = f
-        .text("out")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let ckpt = checkpoint_flag(&f);
+    let (model, sampler) = model_and_sampler(&f, &ckpt)?;
+    let out = out_dir_flag(&f, &ckpt);
     let (_, grid) = write_samples(&model, sampler, &f, &out, 64)?;
     println!("sample grid: {}", grid.display());
     Ok(())
@@ -604,17 +626,9 @@ fn eval_command(args: &[String]) -> Result<(), String> {
             (d.batch(&all).map_err(|e| e.to_string())?.0, None)
         }
         None => {
-            let ckpt = f
-                .text("checkpoint")
-                .map(PathBuf::from)
-                .unwrap_or(checkpoint_path(Path::new(DEFAULT_OUT)));
-            sampler_from(&f, true)?; // bad flags are reported before the checkpoint is read
-            let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
-            let sampler = sampler_from(&f, model.config.learn_sigma)?;
-            let out = f
-                .text("out")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf());
+            let ckpt = checkpoint_flag(&f);
+            let (model, sampler) = model_and_sampler(&f, &ckpt)?;
+            let out = out_dir_flag(&f, &ckpt);
             let (images, _) = write_samples(&model, sampler, &f, &out, 1000)?;
             (images, sample_labels(&model, &f, f.get("n", 1000)?)?)
         }
@@ -662,11 +676,7 @@ fn nll_command(f: &Flags) -> Result<(), String> {
     }
     let count = f.checked("nll-images", 64, "a positive integer", |v: usize| v > 0)?;
     let batch = f.checked("batch", 64, "a positive integer", |v: usize| v > 0)?;
-    let ckpt = f
-        .text("checkpoint")
-        .map(PathBuf::from)
-        .unwrap_or(checkpoint_path(Path::new(DEFAULT_OUT)));
-    let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
+    let model = load_flagged_model(f, &checkpoint_flag(f))?;
     let variance = variance_from(f, model.config.learn_sigma)?;
     let test = data::load_mnist(dir, Split::Test).map_err(|e| e.to_string())?;
     let schedule = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);

@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use rand::SeedableRng;
 
-use super::{flag, load_model, parse, sample_labels, sampler_from, DEFAULT_OUT, SAMPLING};
+use super::{checkpoint_flag, flag, model_and_sampler, out_dir_flag, parse, sample_labels, SAMPLING};
 use crate::cli::{Flags, Spec};
 use crate::data::{self, save_grid, Split};
 use crate::diffusion::normal;
 use crate::figures::{interpolate, shared_latent, x0_chain};
 use crate::plot::loss_curve;
-use crate::sample::{Chain, Condition};
+use crate::sample::{Chain, Condition, Sampler};
 use crate::schedule::{BetaSchedule, NoiseSchedule};
-use crate::train::{checkpoint_path, clock};
+use crate::train::clock;
 use crate::unet::UNet;
 
 const FIGURE: &[Spec] = &[
@@ -70,24 +70,20 @@ pub fn figure_command(args: &[String]) -> Result<(), String> {
     let Some(f) = parse(rest, &[FIGURE, SAMPLING], USAGE)? else {
         return Ok(());
     };
-    let ckpt = f
-        .text("checkpoint")
-        .map(PathBuf::from)
-        .unwrap_or(checkpoint_path(Path::new(DEFAULT_OUT)));
-    let dir = ckpt.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let out_dir = f.text("out").map(PathBuf::from).unwrap_or(dir.clone());
+    let ckpt = checkpoint_flag(&f);
+    let out_dir = out_dir_flag(&f, &ckpt);
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let out = out_dir.join(f.text("grid").unwrap_or(&format!("{kind}.png")));
     if kind == "loss" {
+        let dir = ckpt.parent().unwrap_or(Path::new("."));
         let csv = f.text("csv").map(PathBuf::from).unwrap_or(dir.join("loss.csv"));
         loss_curve(&csv)?.save_png(&out)?;
         println!("loss curve of {}: {}", csv.display(), out.display());
         return Ok(());
     }
-    sampler_from(&f, true)?; // bad flags are reported before the checkpoint is read
-    let model = load_model(&ckpt, f.text("config"), f.text("weights").unwrap_or("ema"))?;
+    let (model, sampler) = model_and_sampler(&f, &ckpt)?;
     let start = Instant::now();
-    let (images, columns) = draw(kind, &model, &f)?;
+    let (images, columns) = draw(kind, &model, sampler, &f)?;
     save_grid(&out, &images, columns).map_err(|e| e.to_string())?;
     println!(
         "{kind} ({}): {}",
@@ -98,7 +94,7 @@ pub fn figure_command(args: &[String]) -> Result<(), String> {
 }
 
 /// Runs the chain for one figure; returns the images, row by row, and the row length.
-fn draw(kind: &str, model: &UNet, f: &Flags) -> Result<(tensor::Tensor, usize), String> {
+fn draw(kind: &str, model: &UNet, sampler: Sampler, f: &Flags) -> Result<(tensor::Tensor, usize), String> {
     let c = &model.config;
     let schedule = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
     let mut rng = rand::rngs::StdRng::seed_from_u64(f.get("seed", 0)?);
@@ -113,7 +109,6 @@ fn draw(kind: &str, model: &UNet, f: &Flags) -> Result<(tensor::Tensor, usize), 
         labels: labels.as_deref(),
         guidance,
     };
-    let sampler = sampler_from(f, c.learn_sigma)?;
     let err = |e: tensor::TensorError| e.to_string();
     let noise =
         |n: usize, rng: &mut rand::rngs::StdRng| normal(&[n, c.in_ch, c.image_size, c.image_size], rng);
