@@ -46,7 +46,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use tensor::{Tensor, TensorError};
 
-use crate::diffusion::{posterior_mean, predict_x0, q_sample};
+use crate::diffusion::{normal, posterior_mean, predict_x0, q_sample};
 use crate::plot::{colour, font, Canvas, Panel, PixelRect, Rgb};
 use crate::schedule::NoiseSchedule;
 use crate::unet::timestep_embedding;
@@ -105,9 +105,7 @@ pub fn swiss_roll<R: Rng + ?Sized>(n: usize, noise: f64, rng: &mut R) -> Vec<Poi
 
 /// `n` draws of the prior `N(0, I)`.
 pub fn gaussian<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Vec<Point> {
-    (0..n)
-        .map(|_| [rng.sample(StandardNormal), rng.sample(StandardNormal)])
-        .collect()
+    to_points(&normal(&[n, 2], rng))
 }
 
 /// Points as a `[n, 2]` tensor.
@@ -279,7 +277,7 @@ pub fn train(opts: &ToyOptions, mut log: impl FnMut(&str)) -> Result<Trained> {
         let t: Vec<usize> = (0..opts.batch)
             .map(|_| rng.gen_range(0..schedule.steps()))
             .collect();
-        let eps = to_tensor(&gaussian(opts.batch, &mut rng));
+        let eps = normal(&[opts.batch, 2], &mut rng);
         adam.zero_grad();
         let loss = loss_at(&model, &schedule, &x0, &t, &eps)?;
         losses.push(loss.value().item()?);
@@ -330,13 +328,13 @@ pub fn reverse_chain<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<Vec<Point>>> {
     let steps = schedule.steps();
-    let mut x = to_tensor(&gaussian(n, rng));
+    let mut x = normal(&[n, 2], rng);
     let mut chain = vec![Vec::new(); steps + 1];
     chain[steps] = to_points(&x);
     for t in (0..steps).rev() {
         let mu = reverse_mean(model, schedule, &x, t)?;
         x = if t > 0 {
-            let z = to_tensor(&gaussian(n, rng));
+            let z = normal(&[n, 2], rng);
             mu.add(&z.mul_scalar(schedule.beta_tilde[t].sqrt() as f32))?
         } else {
             mu
@@ -357,7 +355,7 @@ pub fn forward_marginal<R: Rng + ?Sized>(
     if t == 0 {
         return Ok(x0.to_vec());
     }
-    let eps = as_images(&to_tensor(&gaussian(x0.len(), rng)))?;
+    let eps = normal(&[x0.len(), 2, 1, 1], rng);
     let steps = vec![t - 1; x0.len()];
     Ok(to_points(&q_sample(
         schedule,
