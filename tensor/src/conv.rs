@@ -576,8 +576,20 @@ fn transpose_dy<'a>(dym: &MatRef<'_>, g: &Geometry, scratch: &'a mut [f32]) -> M
 
 /// One group's share of the weight and bias gradients.
 struct Partial {
-    dw: Vec<f32>,
+    /// `dW^T`, `[K, Cout]`.
+    dwt: Vec<f32>,
     db: Vec<f32>,
+}
+
+/// The transpose of a row-major `rows x cols` matrix, row-major `cols x rows`.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for (i, row) in m.chunks_exact(cols.max(1)).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * rows + i] = v;
+        }
+    }
+    t
 }
 
 /// Backward pass of one group. `x` (the group's input) is given when the weight
@@ -606,14 +618,8 @@ fn backward_group(
             backward_block(g, blk, x, w, dy, dx.as_deref_mut(), &mut dwt, scratch);
         }
     });
-    let mut dw = vec![0.0; dwt.len()];
-    for (kk, row) in dwt.chunks_exact(g.cout.max(1)).enumerate() {
-        for (o, &v) in row.iter().enumerate() {
-            dw[o * g.k() + kk] = v;
-        }
-    }
     Partial {
-        dw,
+        dwt,
         db: bias_grad(g, dy),
     }
 }
@@ -687,12 +693,7 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
         return y;
     }
     let (k, cout) = (g.k(), g.cout);
-    let mut wt = vec![0.0; k * cout];
-    for (o, row) in w.chunks_exact(k.max(1)).enumerate() {
-        for (kk, &v) in row.iter().enumerate() {
-            wt[kk * cout + o] = v;
-        }
-    }
+    let wt = transpose(w, cout, k);
     let gi = g.group_images();
     y.par_chunks_mut(gi * g.image_out())
         .enumerate()
@@ -733,13 +734,13 @@ fn backward(
     } else {
         Vec::new()
     };
-    let mut dw = vec![0.0; if x.is_some() { g.cout * g.k() } else { 0 }];
+    let mut dwt = vec![0.0; if x.is_some() { g.cout * g.k() } else { 0 }];
     let mut db = vec![0.0; g.cout];
     for p in &partials {
-        dw.iter_mut().zip(&p.dw).for_each(|(a, b)| *a += b);
+        dwt.iter_mut().zip(&p.dwt).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(&p.db).for_each(|(a, b)| *a += b);
     }
-    (need_dx.then_some(dx), dw, db)
+    (need_dx.then_some(dx), transpose(&dwt, g.k(), g.cout), db)
 }
 
 /// Row-major slice of a tensor that `contiguous()` returned.
