@@ -105,8 +105,9 @@ fn to_u8(v: f32) -> u8 {
     ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it to `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a temporary file beside `path`, then renames it to `path`
+/// (also used by [`crate::plot`]).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| DataError::argument(format!("{} is not a file path", path.display())))?;

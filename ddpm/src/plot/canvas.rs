@@ -11,12 +11,13 @@
 //! ends.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
 use super::font;
+use crate::data::write_atomic;
 
 /// A colour: red, green, blue, 0..=255.
 pub type Rgb = [u8; 3];
@@ -228,26 +229,12 @@ impl Canvas {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|e| fail("creating its directory: ", &e))?;
         }
-        let tmp = temp_path(path);
-        let write = || -> Result<(), String> {
-            let file = fs::File::create(&tmp).map_err(|e| fail("", &e))?;
-            let writer = std::io::BufWriter::new(file);
-            PngEncoder::new(writer)
-                .write_image(&self.pixels, w, h, ExtendedColorType::Rgb8)
-                .map_err(|e| fail("", &e))?;
-            fs::rename(&tmp, path).map_err(|e| fail("renaming the temporary file: ", &e))
-        };
-        write().inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+        let mut png = Vec::new();
+        PngEncoder::new(&mut png)
+            .write_image(&self.pixels, w, h, ExtendedColorType::Rgb8)
+            .map_err(|e| fail("", &e))?;
+        write_atomic(path, &png).map_err(|e| fail("", &e))
     }
-}
-
-/// `path` with `.tmp-<pid>` appended to its file name.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 /// Calls `plot(x, y)` for each pixel of the Bresenham line from `(x0, y0)` to
