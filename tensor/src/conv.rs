@@ -57,6 +57,19 @@ use crate::reduce::sum_f64;
 use crate::simd;
 use crate::tensor::Tensor;
 
+#[cfg(target_arch = "x86_64")]
+mod winograd;
+
+/// Turns the Winograd F(2x2, 3x3) path for 3x3 convolutions on or off for the
+/// whole process (it is on by default where the CPU has AVX-512), so that
+/// benchmarks and tests can compare it with im2col on the same layers.
+pub fn set_winograd_enabled(on: bool) {
+    #[cfg(target_arch = "x86_64")]
+    winograd::set_enabled(on);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = on;
+}
+
 /// Stride and zero padding of a convolution, the same along both spatial axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dParams {
@@ -688,6 +701,10 @@ fn bias_grad(g: &Geometry, dy: &[f32]) -> Vec<f32> {
 
 /// The forward pass on contiguous slices, parallel over groups of images.
 fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if winograd::applies(g) {
+        return winograd::forward(g, x, w, bias);
+    }
     let mut y = vec![0.0; g.batch * g.image_out()];
     if y.is_empty() {
         return y;
@@ -714,6 +731,10 @@ fn backward(
     dy: &[f32],
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    if winograd::applies(g) {
+        return winograd::backward(g, x, w, dy, need_dx);
+    }
     let gi = g.group_images();
     let (ii, io) = (gi * g.image_in(), gi * g.image_out());
     let group = |i: usize, dxc: Option<&mut [f32]>| {

@@ -272,6 +272,67 @@ proptest! {
     }
 }
 
+/// 3x3 "same" convolutions with at least four channels each way: the shapes the
+/// Winograd F(2x2, 3x3) path takes on AVX-512 CPUs. Odd sizes leave partial
+/// 2x2 tiles at the right and bottom edges; widths past 32 put more than one
+/// 16-tile vector in a tile row.
+fn same_3x3_case() -> impl Strategy<Value = Case> {
+    (1..4usize, 4..20usize, 1..40usize, 1..40usize, 4..20usize)
+        .prop_map(|(b, cin, h, w, cout)| case([b, cin, h, w, cout, 3, 3, 1, 1]))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn same_3x3_conv_matches_naive_loops(c in same_3x3_case(), seed in 0..1000u64, strided in any::<bool>(), bias in any::<bool>()) {
+        check_case(&c, seed, strided, bias);
+    }
+}
+
+/// Layers of the U-Net's sizes: a block of tile rows covers part of one image,
+/// and the batch splits into several groups.
+#[test]
+fn unet_sized_3x3_convs_match_naive_loops() {
+    let cases = [
+        case([5, 64, 14, 14, 32, 3, 3, 1, 1]),
+        case([2, 48, 40, 34, 16, 3, 3, 1, 1]),
+        case([9, 32, 7, 7, 64, 3, 3, 1, 1]),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        check_case(c, 30 + i as u64, i % 2 == 1, true);
+    }
+}
+
+/// The Winograd path and im2col compute the same convolution by different
+/// arithmetic: they agree to rounding, and on a CPU with AVX-512 (where the
+/// Winograd path runs) they are not bit-identical, which shows that it ran.
+#[test]
+fn winograd_and_im2col_agree() {
+    let c = case([3, 16, 13, 18, 8, 3, 3, 1, 1]);
+    let (x, w, b, dy) = (
+        tensor(&c.x_shape(), 1),
+        tensor(&c.w_shape(), 2),
+        tensor(&[c.cout], 3),
+        tensor(&c.y_shape(), 4),
+    );
+    let run = |winograd: bool| {
+        tensor::conv::set_winograd_enabled(winograd);
+        let y = x.conv2d(&w, Some(&b), c.params()).unwrap();
+        let g = conv2d_backward(&x, &w, &dy, c.params(), true).unwrap();
+        tensor::conv::set_winograd_enabled(true);
+        [y.to_vec(), g.input.unwrap().to_vec(), g.weight.to_vec()]
+    };
+    let (fast, plain) = (run(true), run(false));
+    for (what, (f, p)) in ["y", "dx", "dw"].iter().zip(fast.iter().zip(&plain)) {
+        assert_close(f, p, what);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        assert_ne!(fast, plain, "the Winograd path did not run");
+    }
+}
+
 /// Cases large enough to cut one image into several column blocks, and to put
 /// several whole images in one block.
 #[test]

@@ -1,0 +1,588 @@
+//! 3x3 convolutions (stride 1, padding 1) by Winograd's minimal filtering,
+//! F(2x2, 3x3): 16 multiplications per 2x2 output tile instead of 36.
+//!
+//! # The algorithm (Lavin and Gray 2016)
+//!
+//! Cut the output into 2x2 tiles. Tile `(ti, tj)` reads the 4x4 input patch `d`
+//! whose top-left pixel is `(2 ti - 1, 2 tj - 1)` (zero outside the image). For a
+//! 3x3 filter `g`,
+//!
+//! ```text
+//! Y = A^T [ (G g G^T) (.) (B^T d B) ] A        (.) = element-wise product
+//!
+//! B^T = [1  0 -1  0]     G = [ 1    0    0 ]     A^T = [1 1  1  0]
+//!       [0  1  1  0]         [1/2  1/2  1/2]           [0 1 -1 -1]
+//!       [0 -1  1  0]         [1/2 -1/2  1/2]
+//!       [0  1  0 -1]         [ 0    0    1 ]
+//! ```
+//!
+//! Summed over input channels, each of the 16 positions `xi` of the 4x4 "Winograd
+//! domain" is one matrix product over all tiles at once:
+//!
+//! ```text
+//! U[xi][c][t] = (B^T d_{c,t} B)[xi]        input transform, [Cin, tiles] per xi
+//! V[xi][o][c] = (G g_{o,c} G^T)[xi]        weight transform, [Cout, Cin] per xi
+//! M[xi]       = V[xi] U[xi]                16 GEMMs, [Cout, tiles] each
+//! y_{o,t}     = A^T M[.][o][t] A           output transform
+//! ```
+//!
+//! The GEMMs do `16 Cout Cin` multiply-adds per tile where im2col does
+//! `36 Cout Cin`: 2.25x fewer. The transforms are additions only.
+//!
+//! # Backward
+//!
+//! - Input gradient: `dx` is the correlation of `dy` (padded by 1) with the filter
+//!   turned by 180 degrees and its channel axes swapped,
+//!   `W'[c][o][u][v] = W[o][c][2-u][2-v]`: the same forward algorithm.
+//! - Weight gradient: `Y` is linear in `V`, and `V` in `g`. With `dM = A dY A^T`
+//!   (`A` is 4x2) the gradient of each product is `dV[xi] = sum_t dM[xi][., t] U[xi][., t]^T`,
+//!   one GEMM per `xi` over all tiles, and `dg = G^T dV G`.
+//!
+//! # Work layout
+//!
+//! As in im2col, the batch is cut into groups of images, one rayon task each.
+//! Inside a group, the tile rows of all its images are walked in blocks whose
+//! transformed inputs take about a megabyte. The transforms run on AVX-512
+//! vectors of 16 tiles of one tile row: the even and odd columns a tile reads are
+//! separated with one permute each, and output tiles are interleaved back the
+//! same way. Only CPUs with AVX-512 take this path ([`applies`]).
+
+use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use super::{bias_grad, with_scratch, Geometry};
+use crate::gemm::{gemm, MatMut, MatRef};
+
+/// Positions of the 4x4 Winograd domain.
+const XI: usize = 16;
+/// Floats of transformed input per block that we aim for (1 MB).
+const BLOCK_FLOATS: usize = 256 * 1024;
+/// Tiles per AVX-512 vector.
+const LANES: usize = 16;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the Winograd path on or off for the whole process (on by default where
+/// the CPU has AVX-512), so that benchmarks and tests can compare it with im2col.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether convolutions of this geometry take the Winograd path: a 3x3 kernel,
+/// stride 1, padding 1, enough channels for the GEMMs to dominate, AVX-512.
+pub(super) fn applies(g: &Geometry) -> bool {
+    g.kh == 3
+        && g.kw == 3
+        && g.stride == 1
+        && g.pad == 1
+        && g.cin >= 4
+        && g.cout >= 4
+        && ENABLED.load(Ordering::Relaxed)
+        && is_x86_feature_detected!("avx512f")
+}
+
+/// The tiling of one output plane: `th x tw` tiles of 2x2 pixels.
+#[derive(Debug, Clone, Copy)]
+struct Tiling {
+    th: usize,
+    tw: usize,
+}
+
+impl Tiling {
+    fn new(g: &Geometry) -> Self {
+        Tiling {
+            th: g.oh.div_ceil(2),
+            tw: g.ow.div_ceil(2),
+        }
+    }
+
+    /// Tile rows per block, so that a block's transformed operands stay near
+    /// [`BLOCK_FLOATS`], balanced over `rows` tile rows.
+    fn rows_per_block(&self, g: &Geometry, rows: usize) -> usize {
+        let per_row = XI * g.cin.max(g.cout) * self.tw;
+        super::balanced(rows, (BLOCK_FLOATS / per_row.max(1)).max(1))
+    }
+}
+
+/// A run of tile rows `r0..r1` of a group (tile row `r` is row `r % th` of image
+/// `r / th`); tile `(r, tj)` is column `(r - r0) * tw + tj` of the block's matrices.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    r0: usize,
+    r1: usize,
+}
+
+impl Block {
+    fn tiles(&self, t: &Tiling) -> usize {
+        (self.r1 - self.r0) * t.tw
+    }
+}
+
+/// The blocks of a group with `images` images.
+fn blocks(g: &Geometry, t: &Tiling, images: usize) -> impl Iterator<Item = Block> {
+    let rows = images * t.th;
+    let per = t.rows_per_block(g, rows);
+    (0..rows).step_by(per).map(move |r0| Block {
+        r0,
+        r1: (r0 + per).min(rows),
+    })
+}
+
+/// `V[xi][o][c] = (G g G^T)[xi]` for the filters `w[o][c]` (`[outer, inner, 3, 3]`),
+/// `[16, outer, inner]`.
+fn weight_transform(w: &[f32], outer: usize, inner: usize) -> Vec<f32> {
+    let mut v = vec![0.0; XI * outer * inner];
+    // (G g)[i][.] for a 3-vector: the rows of G applied to it.
+    let g_rows = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+    for (oc, g) in w.chunks_exact(9).enumerate() {
+        let cols: [[f32; 4]; 3] = std::array::from_fn(|v| g_rows(g[v], g[3 + v], g[6 + v]));
+        for i in 0..4 {
+            let row = g_rows(cols[0][i], cols[1][i], cols[2][i]);
+            for (j, &val) in row.iter().enumerate() {
+                v[(i * 4 + j) * outer * inner + oc] = val;
+            }
+        }
+    }
+    v
+}
+
+/// The filters of the input gradient, `W'[c][o][u][v] = W[o][c][2-u][2-v]`.
+fn turned(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for o in 0..cout {
+        for c in 0..cin {
+            let (src, dst) = ((o * cin + c) * 9, (c * cout + o) * 9);
+            for k in 0..9 {
+                t[dst + k] = w[src + 8 - k];
+            }
+        }
+    }
+    t
+}
+
+/// `dg = G^T dV G` for every filter: `dv` is `[16, cout, cin]`, the result
+/// `[cout, cin, 3, 3]`.
+fn weight_grad(dv: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    let n = cout * cin;
+    let mut dw = vec![0.0; n * 9];
+    // (G^T m) for a 4-vector: G's columns applied to it.
+    let gt = |m: [f32; 4]| {
+        [
+            m[0] + 0.5 * (m[1] + m[2]),
+            0.5 * (m[1] - m[2]),
+            0.5 * (m[1] + m[2]) + m[3],
+        ]
+    };
+    for oc in 0..n {
+        let m = |i: usize, j: usize| dv[(i * 4 + j) * n + oc];
+        let cols: [[f32; 3]; 4] = std::array::from_fn(|j| gt([m(0, j), m(1, j), m(2, j), m(3, j)]));
+        for u in 0..3 {
+            let row = gt([cols[0][u], cols[1][u], cols[2][u], cols[3][u]]);
+            dw[oc * 9 + u * 3..][..3].copy_from_slice(&row);
+        }
+    }
+    dw
+}
+
+/// One product per Winograd position: `C[xi] = A[xi] B[xi] + beta C[xi]`, with
+/// `A[xi]` `m x k` and `B[xi]` `k x n`, all row-major. `B`'s rows are contiguous,
+/// as the short-product GEMM kernel wants.
+fn products(a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usize), beta: f32) {
+    for xi in 0..XI {
+        let am = MatRef::row_major(&a[xi * m * k..][..m * k], m, k);
+        let bm = MatRef::row_major(&b[xi * k * n..][..k * n], k, n);
+        gemm(
+            1.0,
+            am,
+            bm,
+            beta,
+            MatMut::row_major(&mut c[xi * m * n..][..m * n], m, n),
+        );
+    }
+}
+
+/// Forward pass (`y = conv(x, w) + bias`) on contiguous slices.
+pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let mut y = vec![0.0; g.batch * g.image_out()];
+    if y.is_empty() {
+        return y;
+    }
+    let v = weight_transform(w, g.cout, g.cin);
+    let gi = g.group_images();
+    y.par_chunks_mut(gi * g.image_out())
+        .enumerate()
+        .for_each(|(i, yc)| {
+            let xc = &x[i * gi * g.image_in()..][..yc.len() / g.image_out() * g.image_in()];
+            correlate(g, Channels::forward(g), &v, xc, bias, yc);
+        });
+    y
+}
+
+/// The sizes of one Winograd correlation: `inner` channels in, `outer` out, of
+/// `h x w` planes (`oh x ow` for the output, the same for stride 1, padding 1).
+#[derive(Debug, Clone, Copy)]
+struct Channels {
+    inner: usize,
+    outer: usize,
+}
+
+impl Channels {
+    fn forward(g: &Geometry) -> Self {
+        Channels {
+            inner: g.cin,
+            outer: g.cout,
+        }
+    }
+
+    fn input_grad(g: &Geometry) -> Self {
+        Channels {
+            inner: g.cout,
+            outer: g.cin,
+        }
+    }
+}
+
+/// `out = correlate(src, filters) + bias` for one group of images, with the
+/// filters already transformed (`v`, `[16, outer, inner]`): `src` is
+/// `[images, inner, h, w]` and `out` `[images, outer, h, w]`.
+fn correlate(g: &Geometry, ch: Channels, v: &[f32], src: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    let t = Tiling::new(g);
+    let images = out.len() / (ch.outer * g.hw_out());
+    let max_tiles = t.rows_per_block(g, images * t.th) * t.tw;
+    with_scratch([XI * ch.inner * max_tiles, XI * ch.outer * max_tiles], |[u, m]| {
+        for blk in blocks(g, &t, images) {
+            let n = blk.tiles(&t);
+            let (u, m) = (&mut u[..XI * ch.inner * n], &mut m[..XI * ch.outer * n]);
+            // SAFETY: `applies` checked that the CPU has AVX-512F.
+            unsafe { input_transform(g, &t, blk, ch.inner, src, u) };
+            products(v, u, m, (ch.outer, ch.inner, n), 0.0);
+            // SAFETY: as above.
+            unsafe { output_transform(g, &t, blk, ch.outer, m, bias, out) };
+        }
+    });
+}
+
+/// Backward pass on contiguous slices: `(dx, dW, db)` as in im2col's `backward`.
+pub(super) fn backward(
+    g: &Geometry,
+    x: Option<&[f32]>,
+    w: &[f32],
+    dy: &[f32],
+    need_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let gi = g.group_images();
+    let (ii, io) = (gi * g.image_in(), gi * g.image_out());
+    let groups = g.batch.div_ceil(gi);
+    let mut dx = vec![0.0; if need_dx { g.batch * g.image_in() } else { 0 }];
+    let wt = if need_dx {
+        weight_transform(&turned(w, g.cout, g.cin), g.cin, g.cout)
+    } else {
+        Vec::new()
+    };
+    let group = |i: usize, dxc: Option<&mut [f32]>| {
+        let dyc = &dy[i * io..(i * io + io).min(dy.len())];
+        let images = dyc.len() / g.image_out();
+        if let Some(dxc) = dxc {
+            correlate(g, Channels::input_grad(g), &wt, dyc, None, dxc);
+        }
+        let dv = x.map(|x| weight_products(g, &x[i * ii..][..images * g.image_in()], dyc));
+        (dv, bias_grad(g, dyc))
+    };
+    let partials: Vec<(Option<Vec<f32>>, Vec<f32>)> = if need_dx && io > 0 {
+        dx.par_chunks_mut(ii)
+            .enumerate()
+            .map(|(i, dxc)| group(i, Some(dxc)))
+            .collect()
+    } else if io > 0 {
+        (0..groups).into_par_iter().map(|i| group(i, None)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut dv = vec![0.0; if x.is_some() { XI * g.cout * g.cin } else { 0 }];
+    let mut db = vec![0.0; g.cout];
+    for (pdv, pdb) in &partials {
+        if let Some(pdv) = pdv {
+            dv.iter_mut().zip(pdv).for_each(|(a, b)| *a += b);
+        }
+        db.iter_mut().zip(pdb).for_each(|(a, b)| *a += b);
+    }
+    let dw = if x.is_some() {
+        weight_grad(&dv, g.cout, g.cin)
+    } else {
+        Vec::new()
+    };
+    (need_dx.then_some(dx), dw, db)
+}
+
+/// One group's `dV[xi] = sum_t dM[xi][., t] U[xi][., t]^T`, `[16, Cout, Cin]`.
+fn weight_products(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let t = Tiling::new(g);
+    let images = dy.len() / g.image_out();
+    let max_tiles = t.rows_per_block(g, images * t.th) * t.tw;
+    let mut dv = vec![0.0; XI * g.cout * g.cin];
+    with_scratch([XI * g.cin * max_tiles, XI * g.cout * max_tiles], |[u, dm]| {
+        for blk in blocks(g, &t, images) {
+            let n = blk.tiles(&t);
+            let (u, dm) = (&mut u[..XI * g.cin * n], &mut dm[..XI * g.cout * n]);
+            // SAFETY: `applies` checked that the CPU has AVX-512F.
+            unsafe {
+                input_transform_tile_major(g, &t, blk, g.cin, x, u);
+                grad_transform(g, &t, blk, g.cout, dy, dm);
+            }
+            products(dm, u, &mut dv, (g.cout, n, g.cin), 1.0);
+        }
+    });
+    dv
+}
+
+/// Permute indices that pick the even and the odd floats of two vectors.
+const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+/// Permute indices that interleave two vectors, first and second halves.
+const ZIP_LO: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+const ZIP_HI: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+
+/// The lanes `l` of a 16-float vector with `0 <= start + l < len`.
+fn lane_mask(start: isize, len: usize) -> __mmask16 {
+    let lo = (-start).clamp(0, 16);
+    let hi = (len as isize - start).clamp(0, 16);
+    if hi <= lo {
+        return 0;
+    }
+    let below_hi = ((1u32 << hi) - 1) as u16;
+    let below_lo = ((1u32 << lo) - 1) as u16;
+    below_hi & !below_lo
+}
+
+/// `row[start + l]` in lane `l`, zero where that index is outside `row`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load(row: &[f32], start: isize) -> __m512 {
+    let mask = lane_mask(start, row.len());
+    // SAFETY: a masked load reads only the lanes of `mask`, which are inside `row`;
+    // the other lanes' addresses are never accessed (AVX-512 masked loads suppress
+    // faults there), so the pointer may point outside `row` (`wrapping_offset`).
+    unsafe { _mm512_maskz_loadu_ps(mask, row.as_ptr().wrapping_offset(start)) }
+}
+
+/// Writes lane `l` of `v` to `row[start + l]` where that index is inside `row`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn store(row: &mut [f32], start: usize, v: __m512) {
+    let mask = lane_mask(start as isize, row.len());
+    // SAFETY: a masked store writes only the lanes of `mask`, inside `row`.
+    unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr().wrapping_add(start), mask, v) }
+}
+
+/// Indices for `_mm512_permutexvar`-style permutes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn indices(idx: &[i32; 16]) -> __m512i {
+    // SAFETY: `idx` is 16 readable i32s.
+    unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+}
+
+/// `(x[2 l], x[2 l + 1])` for `x = row[start..start + 32]` (zero outside `row`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn split(row: &[f32], start: isize) -> (__m512, __m512) {
+    let (lo, hi) = (load(row, start), load(row, start + 16));
+    (
+        _mm512_permutex2var_ps(lo, indices(&EVEN), hi),
+        _mm512_permutex2var_ps(lo, indices(&ODD), hi),
+    )
+}
+
+/// `(B^T d B)` of a 4x4 `d` given as `d[i][j]`, one tile per lane:
+/// first down the columns (`B^T d`), then along the rows.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn bt_d_b(d: [[__m512; 4]; 4]) -> [[__m512; 4]; 4] {
+    let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
+    let bt = |v: [__m512; 4]| [sub(v[0], v[2]), add(v[1], v[2]), sub(v[2], v[1]), sub(v[1], v[3])];
+    let cols: [[__m512; 4]; 4] = std::array::from_fn(|j| bt([d[0][j], d[1][j], d[2][j], d[3][j]]));
+    std::array::from_fn(|i| bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i]]))
+}
+
+/// `(B^T d B)` for tiles `tj0..tj0 + 16` of tile row `ti` of one `h x w` plane,
+/// one tile per lane (lanes past the row's last tile hold garbage).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn input_tiles(plane: &[f32], (h, w): (usize, usize), ti: usize, tj0: usize) -> [[__m512; 4]; 4] {
+    let mut d = [[_mm512_setzero_ps(); 4]; 4];
+    // d[i][j] = x[2 ti + i - 1, 2 tj + j - 1]: the odd and even columns from
+    // 2 tj0 - 1 give j = 0, 1; those from 2 tj0 + 1, j = 2, 3.
+    for (i, di) in d.iter_mut().enumerate() {
+        let y = (2 * ti + i).wrapping_sub(1);
+        if y < h {
+            let row = &plane[y * w..][..w];
+            let first = 2 * tj0 as isize - 1;
+            (di[0], di[1]) = split(row, first);
+            (di[2], di[3]) = split(row, first + 2);
+        }
+    }
+    bt_d_b(d)
+}
+
+/// Writes `U[xi][c][t] = (B^T d B)[xi]` for every channel `c < channels` and tile
+/// `t` of the block, `u` being `[16, channels, tiles]` ("channel-major": each
+/// channel's tiles contiguous); `src` is `[images, channels, h, w]`.
+#[target_feature(enable = "avx512f")]
+fn input_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, src: &[f32], u: &mut [f32]) {
+    let (hw, n) = (g.h * g.w, blk.tiles(t));
+    for c in 0..channels {
+        for r in blk.r0..blk.r1 {
+            let (img, ti) = (r / t.th, r % t.th);
+            let plane = &src[(img * channels + c) * hw..][..hw];
+            for tj0 in (0..t.tw).step_by(LANES) {
+                let tr = input_tiles(plane, (g.h, g.w), ti, tj0);
+                let col = (r - blk.r0) * t.tw + tj0;
+                for (xi, v) in tr.iter().flatten().enumerate() {
+                    let dst = &mut u[(xi * channels + c) * n..][..n];
+                    store(&mut dst[..(r + 1 - blk.r0) * t.tw], col, *v);
+                }
+            }
+        }
+    }
+}
+
+/// [`input_transform`] into the "tile-major" layout `[16, tiles, channels]`
+/// (each tile's channels contiguous), the right-hand side of the weight
+/// gradient's products. Sixteen channels are transformed into a stack buffer,
+/// then each tile's sixteen values are gathered from it.
+#[target_feature(enable = "avx512f")]
+fn input_transform_tile_major(
+    g: &Geometry,
+    t: &Tiling,
+    blk: Block,
+    channels: usize,
+    src: &[f32],
+    u: &mut [f32],
+) {
+    let (hw, n) = (g.h * g.w, blk.tiles(t));
+    let mut buf = [[[0.0f32; LANES]; LANES]; XI];
+    let idx: [i32; 16] = std::array::from_fn(|c| (c * LANES) as i32);
+    let idx = indices(&idx);
+    for r in blk.r0..blk.r1 {
+        let (img, ti) = (r / t.th, r % t.th);
+        for tj0 in (0..t.tw).step_by(LANES) {
+            for c0 in (0..channels).step_by(LANES) {
+                let cs = LANES.min(channels - c0);
+                for c in 0..cs {
+                    let plane = &src[(img * channels + c0 + c) * hw..][..hw];
+                    let tr = input_tiles(plane, (g.h, g.w), ti, tj0);
+                    for (xi, v) in tr.iter().flatten().enumerate() {
+                        store(&mut buf[xi][c], 0, *v);
+                    }
+                }
+                let cmask = lane_mask(0, cs);
+                for (xi, b) in buf.iter().enumerate() {
+                    for lane in 0..LANES.min(t.tw - tj0) {
+                        // SAFETY: lane `c` of the gather reads `b[c][lane]`, inside `b`
+                        // (`c < 16`, `lane < 16`); lanes off `cmask` are not read.
+                        let v = unsafe {
+                            _mm512_mask_i32gather_ps::<4>(
+                                _mm512_setzero_ps(),
+                                cmask,
+                                idx,
+                                b.as_ptr().cast::<f32>().add(lane),
+                            )
+                        };
+                        let tile = (r - blk.r0) * t.tw + tj0 + lane;
+                        let row = &mut u[(xi * n + tile) * channels..][..channels];
+                        store(row, c0, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `dM[xi][o][t] = (A dY A^T)[xi]` for every output channel `o` and tile
+/// `t` of the block (`dm` is `[16, channels, tiles]`) from `dy`,
+/// `[images, channels, oh, ow]`; pixels past the output's edge count as zero.
+#[target_feature(enable = "avx512f")]
+fn grad_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, dy: &[f32], dm: &mut [f32]) {
+    let (oh, ow, n) = (g.oh, g.ow, blk.tiles(t));
+    let zero = _mm512_setzero_ps();
+    let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
+    // (A v) for a 2-vector: the rows of A = [1 0; 1 1; 1 -1; 0 -1] applied to it.
+    let a = |v0: __m512, v1: __m512| [v0, add(v0, v1), sub(v0, v1), sub(zero, v1)];
+    for o in 0..channels {
+        for r in blk.r0..blk.r1 {
+            let (img, ti) = (r / t.th, r % t.th);
+            let plane = &dy[(img * channels + o) * oh * ow..][..oh * ow];
+            for tj0 in (0..t.tw).step_by(LANES) {
+                let mut e = [[zero; 2]; 2];
+                for (a_row, ea) in e.iter_mut().enumerate() {
+                    let y = 2 * ti + a_row;
+                    if y < oh {
+                        (ea[0], ea[1]) = split(&plane[y * ow..][..ow], 2 * tj0 as isize);
+                    }
+                }
+                // Down the columns, then along the rows.
+                let cols = [a(e[0][0], e[1][0]), a(e[0][1], e[1][1])];
+                let col = (r - blk.r0) * t.tw + tj0;
+                for i in 0..4 {
+                    for (j, v) in a(cols[0][i], cols[1][i]).into_iter().enumerate() {
+                        let dst = &mut dm[((i * 4 + j) * channels + o) * n..][..n];
+                        store(&mut dst[..(r + 1 - blk.r0) * t.tw], col, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `out[img][o][2 ti + a][2 tj + b] = (A^T M A)[a][b] + bias[o]` for every
+/// channel `o < channels` and tile of the block, `m` being `[16, channels, tiles]`
+/// and `out` `[images, channels, oh, ow]`.
+#[target_feature(enable = "avx512f")]
+fn output_transform(
+    g: &Geometry,
+    t: &Tiling,
+    blk: Block,
+    channels: usize,
+    m: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (oh, ow, n) = (g.oh, g.ow, blk.tiles(t));
+    let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
+    // (A^T v) for a 4-vector: [v0 + v1 + v2, v1 - v2 - v3].
+    let at = |v: [__m512; 4]| [add(add(v[0], v[1]), v[2]), sub(sub(v[1], v[2]), v[3])];
+    for o in 0..channels {
+        let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
+        for r in blk.r0..blk.r1 {
+            let (img, ti) = (r / t.th, r % t.th);
+            let plane = &mut out[(img * channels + o) * oh * ow..][..oh * ow];
+            for tj0 in (0..t.tw).step_by(LANES) {
+                let col = ((r - blk.r0) * t.tw + tj0) as isize;
+                let mv: [__m512; 16] = std::array::from_fn(|xi| {
+                    let src = &m[(xi * channels + o) * n..][..(r + 1 - blk.r0) * t.tw];
+                    load(src, col)
+                });
+                let cols: [[__m512; 2]; 4] =
+                    std::array::from_fn(|j| at([mv[j], mv[4 + j], mv[8 + j], mv[12 + j]]));
+                let rows: [[__m512; 2]; 2] =
+                    std::array::from_fn(|a| at([cols[0][a], cols[1][a], cols[2][a], cols[3][a]]));
+                for (a_row, [y0, y1]) in rows.into_iter().enumerate() {
+                    let y = 2 * ti + a_row;
+                    if y >= oh {
+                        continue;
+                    }
+                    let (y0, y1) = (add(y0, b), add(y1, b));
+                    let row = &mut plane[y * ow..][..ow];
+                    store(row, 2 * tj0, _mm512_permutex2var_ps(y0, indices(&ZIP_LO), y1));
+                    store(
+                        row,
+                        2 * tj0 + 16,
+                        _mm512_permutex2var_ps(y0, indices(&ZIP_HI), y1),
+                    );
+                }
+            }
+        }
+    }
+}
