@@ -356,27 +356,63 @@ fn lane_mask(start: isize, len: usize) -> __mmask16 {
     below_hi & !below_lo
 }
 
-/// `row[start + l]` in lane `l`, zero where that index is outside `row`.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn load(row: &[f32], start: isize) -> __m512 {
-    let mask = lane_mask(start, row.len());
-    // SAFETY: a masked load reads only the lanes of `mask`, which are inside `row`;
-    // the other lanes' addresses are never accessed (AVX-512 masked loads suppress
-    // faults there), so the pointer may point outside `row` (`wrapping_offset`).
+/// A run of 16 tiles, `tj0..tj0 + 16`, of a tile row, with the masks of its loads
+/// and stores, computed once per block rather than once per access.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    tj0: usize,
+    /// Lanes that are tiles of the row (`tj0 + l < tw`).
+    tiles: __mmask16,
+    /// Loads from an input row (`w` wide) at `2 tj0 - 1 + [0, 16, 2, 18]`.
+    input: [__mmask16; 4],
+    /// Loads or stores on an output row (`ow` wide) at `2 tj0 + [0, 16]`.
+    output: [__mmask16; 2],
+}
+
+impl Chunk {
+    /// The chunks of a tile row, for `w`-wide input and `ow`-wide output rows.
+    fn all(t: &Tiling, w: usize, ow: usize) -> Vec<Chunk> {
+        (0..t.tw)
+            .step_by(LANES)
+            .map(|tj0| {
+                let (i0, o0) = (2 * tj0 as isize - 1, 2 * tj0 as isize);
+                Chunk {
+                    tj0,
+                    tiles: lane_mask(tj0 as isize, t.tw),
+                    input: [0, 16, 2, 18].map(|d| lane_mask(i0 + d, w)),
+                    output: [0, 16].map(|d| lane_mask(o0 + d, ow)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// `row[start + l]` in each lane `l` of `mask`, zero in the others.
+///
+/// # Safety
+/// The CPU has AVX-512F, and every lane `l` of `mask` has `0 <= start + l <
+/// row.len()` (`mask` is `lane_mask(start, row.len())` or a subset of it). A masked
+/// load touches only the lanes of its mask (faults are suppressed elsewhere), so
+/// the pointer may point outside `row` (`wrapping_offset`).
+#[inline(always)]
+unsafe fn load(row: &[f32], start: isize, mask: __mmask16) -> __m512 {
+    debug_assert_eq!(mask & !lane_mask(start, row.len()), 0);
+    // SAFETY: the caller's contract.
     unsafe { _mm512_maskz_loadu_ps(mask, row.as_ptr().wrapping_offset(start)) }
 }
 
-/// Writes lane `l` of `v` to `row[start + l]` where that index is inside `row`.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn store(row: &mut [f32], start: usize, v: __m512) {
-    let mask = lane_mask(start as isize, row.len());
-    // SAFETY: a masked store writes only the lanes of `mask`, inside `row`.
+/// Writes each lane `l` of `mask` from `v` to `row[start + l]`.
+///
+/// # Safety
+/// The CPU has AVX-512F, and every lane `l` of `mask` has `start + l < row.len()`.
+#[inline(always)]
+unsafe fn store(row: &mut [f32], start: usize, mask: __mmask16, v: __m512) {
+    debug_assert_eq!(mask & !lane_mask(start as isize, row.len()), 0);
+    // SAFETY: the caller's contract.
     unsafe { _mm512_mask_storeu_ps(row.as_mut_ptr().wrapping_add(start), mask, v) }
 }
 
-/// Indices for `_mm512_permutexvar`-style permutes.
+/// Indices for a two-vector permute.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn indices(idx: &[i32; 16]) -> __m512i {
@@ -384,15 +420,21 @@ fn indices(idx: &[i32; 16]) -> __m512i {
     unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
 }
 
-/// `(x[2 l], x[2 l + 1])` for `x = row[start..start + 32]` (zero outside `row`).
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn split(row: &[f32], start: isize) -> (__m512, __m512) {
-    let (lo, hi) = (load(row, start), load(row, start + 16));
-    (
-        _mm512_permutex2var_ps(lo, indices(&EVEN), hi),
-        _mm512_permutex2var_ps(lo, indices(&ODD), hi),
-    )
+/// `(x[2 l], x[2 l + 1])` for `x = row[start..start + 32]`, loaded with the masks
+/// of its two halves.
+///
+/// # Safety
+/// As [`load`], for both halves (`start` and `start + 16`).
+#[inline(always)]
+unsafe fn split(row: &[f32], start: isize, [m_lo, m_hi]: [__mmask16; 2]) -> (__m512, __m512) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let (lo, hi) = (load(row, start, m_lo), load(row, start + 16, m_hi));
+        (
+            _mm512_permutex2var_ps(lo, indices(&EVEN), hi),
+            _mm512_permutex2var_ps(lo, indices(&ODD), hi),
+        )
+    }
 }
 
 /// `(B^T d B)` of a 4x4 `d` given as `d[i][j]`, one tile per lane:
@@ -406,24 +448,31 @@ fn bt_d_b(d: [[__m512; 4]; 4]) -> [[__m512; 4]; 4] {
     std::array::from_fn(|i| bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i]]))
 }
 
-/// `(B^T d B)` for tiles `tj0..tj0 + 16` of tile row `ti` of one `h x w` plane,
-/// one tile per lane (lanes past the row's last tile hold garbage).
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn input_tiles(plane: &[f32], (h, w): (usize, usize), ti: usize, tj0: usize) -> [[__m512; 4]; 4] {
-    let mut d = [[_mm512_setzero_ps(); 4]; 4];
-    // d[i][j] = x[2 ti + i - 1, 2 tj + j - 1]: the odd and even columns from
-    // 2 tj0 - 1 give j = 0, 1; those from 2 tj0 + 1, j = 2, 3.
-    for (i, di) in d.iter_mut().enumerate() {
-        let y = (2 * ti + i).wrapping_sub(1);
-        if y < h {
-            let row = &plane[y * w..][..w];
-            let first = 2 * tj0 as isize - 1;
-            (di[0], di[1]) = split(row, first);
-            (di[2], di[3]) = split(row, first + 2);
+/// `(B^T d B)` for the tiles of `chunk` in tile row `ti` of one `h x w` plane, one
+/// tile per lane (lanes past the row's last tile hold garbage).
+///
+/// # Safety
+/// The CPU has AVX-512F, and `chunk` was made for rows `w` wide.
+#[inline(always)]
+unsafe fn input_tiles(plane: &[f32], (h, w): (usize, usize), ti: usize, chunk: &Chunk) -> [[__m512; 4]; 4] {
+    // SAFETY: the caller's contract; `chunk.input` holds the masks of these
+    // loads for rows `w` wide.
+    unsafe {
+        let mut d = [[_mm512_setzero_ps(); 4]; 4];
+        // d[i][j] = x[2 ti + i - 1, 2 tj + j - 1]: the odd and even columns from
+        // 2 tj0 - 1 give j = 0, 1; those from 2 tj0 + 1, j = 2, 3.
+        let first = 2 * chunk.tj0 as isize - 1;
+        let [m0, m1, m2, m3] = chunk.input;
+        for (i, di) in d.iter_mut().enumerate() {
+            let y = (2 * ti + i).wrapping_sub(1);
+            if y < h {
+                let row = &plane[y * w..][..w];
+                (di[0], di[1]) = split(row, first, [m0, m1]);
+                (di[2], di[3]) = split(row, first + 2, [m2, m3]);
+            }
         }
+        bt_d_b(d)
     }
-    bt_d_b(d)
 }
 
 /// Writes `U[xi][c][t] = (B^T d B)[xi]` for every channel `c < channels` and tile
@@ -432,16 +481,20 @@ fn input_tiles(plane: &[f32], (h, w): (usize, usize), ti: usize, tj0: usize) -> 
 #[target_feature(enable = "avx512f")]
 fn input_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, src: &[f32], u: &mut [f32]) {
     let (hw, n) = (g.h * g.w, blk.tiles(t));
+    let chunks = Chunk::all(t, g.w, g.ow);
     for c in 0..channels {
         for r in blk.r0..blk.r1 {
             let (img, ti) = (r / t.th, r % t.th);
             let plane = &src[(img * channels + c) * hw..][..hw];
-            for tj0 in (0..t.tw).step_by(LANES) {
-                let tr = input_tiles(plane, (g.h, g.w), ti, tj0);
-                let col = (r - blk.r0) * t.tw + tj0;
-                for (xi, v) in tr.iter().flatten().enumerate() {
-                    let dst = &mut u[(xi * channels + c) * n..][..n];
-                    store(&mut dst[..(r + 1 - blk.r0) * t.tw], col, *v);
+            for chunk in &chunks {
+                let col = (r - blk.r0) * t.tw + chunk.tj0;
+                // SAFETY: this function has AVX-512F; `chunks` were made for
+                // rows `w` wide, and tile lanes end at `col + tw - tj0 <= n`.
+                unsafe {
+                    let tr = input_tiles(plane, (g.h, g.w), ti, chunk);
+                    for (xi, v) in tr.iter().flatten().enumerate() {
+                        store(&mut u[(xi * channels + c) * n..][..n], col, chunk.tiles, *v);
+                    }
                 }
             }
         }
@@ -462,37 +515,43 @@ fn input_transform_tile_major(
     u: &mut [f32],
 ) {
     let (hw, n) = (g.h * g.w, blk.tiles(t));
+    let chunks = Chunk::all(t, g.w, g.ow);
     let mut buf = [[[0.0f32; LANES]; LANES]; XI];
     let idx: [i32; 16] = std::array::from_fn(|c| (c * LANES) as i32);
     let idx = indices(&idx);
     for r in blk.r0..blk.r1 {
         let (img, ti) = (r / t.th, r % t.th);
-        for tj0 in (0..t.tw).step_by(LANES) {
+        for chunk in &chunks {
             for c0 in (0..channels).step_by(LANES) {
                 let cs = LANES.min(channels - c0);
                 for c in 0..cs {
                     let plane = &src[(img * channels + c0 + c) * hw..][..hw];
-                    let tr = input_tiles(plane, (g.h, g.w), ti, tj0);
-                    for (xi, v) in tr.iter().flatten().enumerate() {
-                        store(&mut buf[xi][c], 0, *v);
+                    // SAFETY: this function has AVX-512F; `chunks` were made for
+                    // rows `w` wide; `buf[xi][c]` holds all 16 lanes.
+                    unsafe {
+                        let tr = input_tiles(plane, (g.h, g.w), ti, chunk);
+                        for (xi, v) in tr.iter().flatten().enumerate() {
+                            store(&mut buf[xi][c], 0, u16::MAX, *v);
+                        }
                     }
                 }
                 let cmask = lane_mask(0, cs);
                 for (xi, b) in buf.iter().enumerate() {
-                    for lane in 0..LANES.min(t.tw - tj0) {
+                    for lane in 0..LANES.min(t.tw - chunk.tj0) {
+                        let tile = (r - blk.r0) * t.tw + chunk.tj0 + lane;
+                        let row = &mut u[(xi * n + tile) * channels..][..channels];
                         // SAFETY: lane `c` of the gather reads `b[c][lane]`, inside `b`
-                        // (`c < 16`, `lane < 16`); lanes off `cmask` are not read.
-                        let v = unsafe {
-                            _mm512_mask_i32gather_ps::<4>(
+                        // (`c < 16`, `lane < 16`), lanes off `cmask` are not read; the
+                        // store's lanes end at `c0 + cs <= channels`.
+                        unsafe {
+                            let v = _mm512_mask_i32gather_ps::<4>(
                                 _mm512_setzero_ps(),
                                 cmask,
                                 idx,
                                 b.as_ptr().cast::<f32>().add(lane),
-                            )
-                        };
-                        let tile = (r - blk.r0) * t.tw + tj0 + lane;
-                        let row = &mut u[(xi * n + tile) * channels..][..channels];
-                        store(row, c0, v);
+                            );
+                            store(row, c0, cmask, v);
+                        }
                     }
                 }
             }
@@ -506,6 +565,7 @@ fn input_transform_tile_major(
 #[target_feature(enable = "avx512f")]
 fn grad_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, dy: &[f32], dm: &mut [f32]) {
     let (oh, ow, n) = (g.oh, g.ow, blk.tiles(t));
+    let chunks = Chunk::all(t, g.w, g.ow);
     let zero = _mm512_setzero_ps();
     let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
     // (A v) for a 2-vector: the rows of A = [1 0; 1 1; 1 -1; 0 -1] applied to it.
@@ -514,21 +574,25 @@ fn grad_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, dy: &[f
         for r in blk.r0..blk.r1 {
             let (img, ti) = (r / t.th, r % t.th);
             let plane = &dy[(img * channels + o) * oh * ow..][..oh * ow];
-            for tj0 in (0..t.tw).step_by(LANES) {
+            for chunk in &chunks {
+                let col = (r - blk.r0) * t.tw + chunk.tj0;
                 let mut e = [[zero; 2]; 2];
                 for (a_row, ea) in e.iter_mut().enumerate() {
                     let y = 2 * ti + a_row;
                     if y < oh {
-                        (ea[0], ea[1]) = split(&plane[y * ow..][..ow], 2 * tj0 as isize);
+                        let row = &plane[y * ow..][..ow];
+                        // SAFETY: this function has AVX-512F; `chunk.output`
+                        // holds the masks of rows `ow` wide at 2 tj0 and 2 tj0 + 16.
+                        (ea[0], ea[1]) = unsafe { split(row, 2 * chunk.tj0 as isize, chunk.output) };
                     }
                 }
                 // Down the columns, then along the rows.
                 let cols = [a(e[0][0], e[1][0]), a(e[0][1], e[1][1])];
-                let col = (r - blk.r0) * t.tw + tj0;
                 for i in 0..4 {
                     for (j, v) in a(cols[0][i], cols[1][i]).into_iter().enumerate() {
                         let dst = &mut dm[((i * 4 + j) * channels + o) * n..][..n];
-                        store(&mut dst[..(r + 1 - blk.r0) * t.tw], col, v);
+                        // SAFETY: AVX-512F; tile lanes end at `col + tw - tj0 <= n`.
+                        unsafe { store(dst, col, chunk.tiles, v) };
                     }
                 }
             }
@@ -550,19 +614,21 @@ fn output_transform(
     out: &mut [f32],
 ) {
     let (oh, ow, n) = (g.oh, g.ow, blk.tiles(t));
+    let chunks = Chunk::all(t, g.w, g.ow);
     let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
     // (A^T v) for a 4-vector: [v0 + v1 + v2, v1 - v2 - v3].
     let at = |v: [__m512; 4]| [add(add(v[0], v[1]), v[2]), sub(sub(v[1], v[2]), v[3])];
+    let (zip_lo, zip_hi) = (indices(&ZIP_LO), indices(&ZIP_HI));
     for o in 0..channels {
         let b = _mm512_set1_ps(bias.map_or(0.0, |b| b[o]));
         for r in blk.r0..blk.r1 {
             let (img, ti) = (r / t.th, r % t.th);
             let plane = &mut out[(img * channels + o) * oh * ow..][..oh * ow];
-            for tj0 in (0..t.tw).step_by(LANES) {
-                let col = ((r - blk.r0) * t.tw + tj0) as isize;
-                let mv: [__m512; 16] = std::array::from_fn(|xi| {
-                    let src = &m[(xi * channels + o) * n..][..(r + 1 - blk.r0) * t.tw];
-                    load(src, col)
+            for chunk in &chunks {
+                let col = (r - blk.r0) * t.tw + chunk.tj0;
+                // SAFETY: AVX-512F; tile lanes end at `col + tw - tj0 <= n`.
+                let mv: [__m512; 16] = std::array::from_fn(|xi| unsafe {
+                    load(&m[(xi * channels + o) * n..][..n], col as isize, chunk.tiles)
                 });
                 let cols: [[__m512; 2]; 4] =
                     std::array::from_fn(|j| at([mv[j], mv[4 + j], mv[8 + j], mv[12 + j]]));
@@ -575,12 +641,18 @@ fn output_transform(
                     }
                     let (y0, y1) = (add(y0, b), add(y1, b));
                     let row = &mut plane[y * ow..][..ow];
-                    store(row, 2 * tj0, _mm512_permutex2var_ps(y0, indices(&ZIP_LO), y1));
-                    store(
-                        row,
-                        2 * tj0 + 16,
-                        _mm512_permutex2var_ps(y0, indices(&ZIP_HI), y1),
-                    );
+                    let [m_lo, m_hi] = chunk.output;
+                    // SAFETY: AVX-512F; `chunk.output` holds the masks of rows
+                    // `ow` wide at 2 tj0 and 2 tj0 + 16.
+                    unsafe {
+                        store(row, 2 * chunk.tj0, m_lo, _mm512_permutex2var_ps(y0, zip_lo, y1));
+                        store(
+                            row,
+                            2 * chunk.tj0 + 16,
+                            m_hi,
+                            _mm512_permutex2var_ps(y0, zip_hi, y1),
+                        );
+                    }
                 }
             }
         }
