@@ -4,13 +4,16 @@
 //! cargo run --release --bin quickbench                # matmul and conv tables
 //! cargo run --release --bin quickbench -- conv --reps 9
 //! cargo run --release --bin quickbench -- conv --no-short   # matrixmultiply for every product
+//! cargo run --release --bin quickbench -- conv --no-winograd   # im2col for every convolution
 //! cargo run --release --features mm-threading --bin quickbench -- raw-threaded
 //! ```
 //!
 //! Every figure is GFLOP/s, the median of `--reps` timed runs after one warm-up,
 //! at 1 thread and at all cores (rayon pools of that size). Matmul counts
 //! `2 m k n` flops; a 3x3 convolution `2 B Cout H W Cin 9` forward and twice that
-//! for the backward pair (input and weight gradients).
+//! for the backward pair (input and weight gradients). A convolution on the
+//! Winograd path does fewer multiplications than that count; its figure is the
+//! effective rate, the direct convolution's flops over the time taken.
 //!
 //! `raw-threaded` times bare `matrixmultiply::sgemm` with its own thread pool
 //! (`MATMUL_NUM_THREADS`, default all cores, at most 4): it needs the
@@ -123,7 +126,8 @@ fn raw_threaded_table(reps: usize) {
     }
 }
 
-const USAGE: &str = "usage: quickbench [matmul|conv|all|raw-threaded] [--reps N] [--threads N] [--no-short]";
+const USAGE: &str =
+    "usage: quickbench [matmul|conv|all|raw-threaded] [--reps N] [--threads N] [--no-short] [--no-winograd]";
 
 fn main() {
     let mut what = "all".to_string();
@@ -144,6 +148,7 @@ fn main() {
             "--reps" => reps = number("--reps"),
             "--threads" => all = number("--threads"),
             "--no-short" => tensor::gemm::short::set_enabled(false),
+            "--no-winograd" => tensor::conv::set_winograd_enabled(false),
             "matmul" | "conv" | "all" | "raw-threaded" => what = arg,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -160,7 +165,12 @@ fn main() {
     } else {
         "matrixmultiply only"
     };
-    println!("# quickbench: {all} threads available, median of {reps} runs, {kernel}");
+    let conv = if tensor::conv::winograd_available() {
+        "3x3 convolutions by Winograd F(2x2, 3x3)"
+    } else {
+        "3x3 convolutions by im2col"
+    };
+    println!("# quickbench: {all} threads available, median of {reps} runs, {kernel}, {conv}");
     if what == "raw-threaded" {
         if !cfg!(feature = "mm-threading") {
             eprintln!("quickbench: raw-threaded needs `--features mm-threading`");

@@ -70,6 +70,15 @@ pub fn set_winograd_enabled(on: bool) {
     let _ = on;
 }
 
+/// Whether 3x3 convolutions (stride 1, padding 1) take the Winograd path: it is
+/// enabled and the CPU has AVX-512.
+pub fn winograd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return winograd::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Stride and zero padding of a convolution, the same along both spatial axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dParams {

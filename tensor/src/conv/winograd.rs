@@ -70,17 +70,15 @@ pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
+/// Whether the path is enabled and the CPU has AVX-512F.
+pub(super) fn available() -> bool {
+    ENABLED.load(Ordering::Relaxed) && is_x86_feature_detected!("avx512f")
+}
+
 /// Whether convolutions of this geometry take the Winograd path: a 3x3 kernel,
 /// stride 1, padding 1, enough channels for the GEMMs to dominate, AVX-512.
 pub(super) fn applies(g: &Geometry) -> bool {
-    g.kh == 3
-        && g.kw == 3
-        && g.stride == 1
-        && g.pad == 1
-        && g.cin >= 4
-        && g.cout >= 4
-        && ENABLED.load(Ordering::Relaxed)
-        && is_x86_feature_detected!("avx512f")
+    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad == 1 && g.cin >= 4 && g.cout >= 4 && available()
 }
 
 /// The tiling of one output plane: `th x tw` tiles of 2x2 pixels.
