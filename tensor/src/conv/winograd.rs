@@ -57,8 +57,11 @@ use crate::gemm::{gemm, MatMut, MatRef};
 
 /// Positions of the 4x4 Winograd domain.
 const XI: usize = 16;
-/// Floats of transformed input per block that we aim for (1 MB).
-const BLOCK_FLOATS: usize = 256 * 1024;
+/// Floats of transformed input and products per block, at most (512 KB, half of
+/// a Zen 4 L2): the GEMMs then read what the transform just wrote from cache.
+const BLOCK_FLOATS: usize = 128 * 1024;
+/// Columns of the short GEMM kernel's panels: a block's tile count should fill them.
+const PANEL: usize = 32;
 /// Tiles per AVX-512 vector.
 const LANES: usize = 16;
 
@@ -96,11 +99,14 @@ impl Tiling {
         }
     }
 
-    /// Tile rows per block, so that a block's transformed operands stay near
-    /// [`BLOCK_FLOATS`], balanced over `rows` tile rows.
+    /// Tile rows per block (of `rows` in all): as many as keep the block's
+    /// transformed input and products within [`BLOCK_FLOATS`], then fewer until
+    /// the tiles fill at least 90% of the GEMM kernel's panels.
     fn rows_per_block(&self, g: &Geometry, rows: usize) -> usize {
-        let per_row = XI * g.cin.max(g.cout) * self.tw;
-        super::balanced(rows, (BLOCK_FLOATS / per_row.max(1)).max(1))
+        let per_row = XI * (g.cin + g.cout) * self.tw;
+        let fill = |r: usize| (r * self.tw) as f64 / ((r * self.tw).div_ceil(PANEL) * PANEL) as f64;
+        let most = (BLOCK_FLOATS / per_row.max(1)).clamp(1, rows.max(1));
+        (1..=most).rev().find(|&r| fill(r) >= 0.9).unwrap_or(most)
     }
 }
 
