@@ -36,7 +36,9 @@
 //!   `W'[c][o][u][v] = W[o][c][2-u][2-v]`: the same forward algorithm.
 //! - Weight gradient: `Y` is linear in `V`, and `V` in `g`. With `dM = A dY A^T`
 //!   (`A` is 4x2) the gradient of each product is `dV[xi] = sum_t dM[xi][., t] U[xi][., t]^T`,
-//!   one GEMM per `xi` over all tiles, and `dg = G^T dV G`.
+//!   one GEMM per `xi` over all tiles (computed as its transpose, whose
+//!   right-hand side `dM^T` the transform writes with contiguous rows), and
+//!   `dg = G^T dV G`.
 //!
 //! # Work layout
 //!
@@ -166,9 +168,9 @@ fn turned(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     t
 }
 
-/// `dg = G^T dV G` for every filter: `dv` is `[16, cout, cin]`, the result
-/// `[cout, cin, 3, 3]`.
-fn weight_grad(dv: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+/// `dg = G^T dV G` for every filter, from `dvt`, `dV^T` as `[16, cin, cout]`;
+/// the result is `[cout, cin, 3, 3]`.
+fn weight_grad(dvt: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let n = cout * cin;
     let mut dw = vec![0.0; n * 9];
     // (G^T m) for a 4-vector: G's columns applied to it.
@@ -180,7 +182,8 @@ fn weight_grad(dv: &[f32], cout: usize, cin: usize) -> Vec<f32> {
         ]
     };
     for oc in 0..n {
-        let m = |i: usize, j: usize| dv[(i * 4 + j) * n + oc];
+        let (o, c) = (oc / cin, oc % cin);
+        let m = |i: usize, j: usize| dvt[(i * 4 + j) * n + c * cout + o];
         let cols: [[f32; 3]; 4] = std::array::from_fn(|j| gt([m(0, j), m(1, j), m(2, j), m(3, j)]));
         for u in 0..3 {
             let row = gt([cols[0][u], cols[1][u], cols[2][u], cols[3][u]]);
@@ -320,25 +323,27 @@ pub(super) fn backward(
     (need_dx.then_some(dx), dw, db)
 }
 
-/// One group's `dV[xi] = sum_t dM[xi][., t] U[xi][., t]^T`, `[16, Cout, Cin]`.
+/// One group's `dV^T[xi] = sum_t U[xi][., t] dM[xi][., t]^T`, `[16, Cin, Cout]`:
+/// computed transposed so that the right-hand side, `dM^T` (tiles x Cout), is the
+/// operand with contiguous rows.
 fn weight_products(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let t = Tiling::new(g);
     let images = dy.len() / g.image_out();
     let max_tiles = t.rows_per_block(g, images * t.th) * t.tw;
-    let mut dv = vec![0.0; XI * g.cout * g.cin];
-    with_scratch([XI * g.cin * max_tiles, XI * g.cout * max_tiles], |[u, dm]| {
+    let mut dvt = vec![0.0; XI * g.cin * g.cout];
+    with_scratch([XI * g.cin * max_tiles, XI * g.cout * max_tiles], |[u, dmt]| {
         for blk in blocks(g, &t, images) {
             let n = blk.tiles(&t);
-            let (u, dm) = (&mut u[..XI * g.cin * n], &mut dm[..XI * g.cout * n]);
+            let (u, dmt) = (&mut u[..XI * g.cin * n], &mut dmt[..XI * g.cout * n]);
             // SAFETY: `applies` checked that the CPU has AVX-512F.
             unsafe {
-                input_transform_tile_major(g, &t, blk, g.cin, x, u);
-                grad_transform(g, &t, blk, g.cout, dy, dm);
+                input_transform(g, &t, blk, g.cin, x, u);
+                grad_transform(g, &t, blk, g.cout, dy, dmt);
             }
-            products(dm, u, &mut dv, (g.cout, n, g.cin), 1.0);
+            products(u, dmt, &mut dvt, (g.cin, n, g.cout), 1.0);
         }
     });
-    dv
+    dvt
 }
 
 /// Permute indices that pick the even and the odd floats of two vectors.
@@ -505,98 +510,58 @@ fn input_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, src: &
     }
 }
 
-/// [`input_transform`] into the "tile-major" layout `[16, tiles, channels]`
-/// (each tile's channels contiguous), the right-hand side of the weight
-/// gradient's products. Sixteen channels are transformed into a stack buffer,
-/// then each tile's sixteen values are gathered from it.
-#[target_feature(enable = "avx512f")]
-fn input_transform_tile_major(
-    g: &Geometry,
-    t: &Tiling,
-    blk: Block,
-    channels: usize,
-    src: &[f32],
-    u: &mut [f32],
-) {
-    let (hw, n) = (g.h * g.w, blk.tiles(t));
-    let chunks = Chunk::all(t, g.w, g.ow);
-    let mut buf = [[[0.0f32; LANES]; LANES]; XI];
-    let idx: [i32; 16] = std::array::from_fn(|c| (c * LANES) as i32);
-    let idx = indices(&idx);
-    for r in blk.r0..blk.r1 {
-        let (img, ti) = (r / t.th, r % t.th);
-        for chunk in &chunks {
-            for c0 in (0..channels).step_by(LANES) {
-                let cs = LANES.min(channels - c0);
-                for c in 0..cs {
-                    let plane = &src[(img * channels + c0 + c) * hw..][..hw];
-                    // SAFETY: this function has AVX-512F; `chunks` were made for
-                    // rows `w` wide; `buf[xi][c]` holds all 16 lanes.
-                    unsafe {
-                        let tr = input_tiles(plane, (g.h, g.w), ti, chunk);
-                        for (xi, v) in tr.iter().flatten().enumerate() {
-                            store(&mut buf[xi][c], 0, u16::MAX, *v);
-                        }
-                    }
-                }
-                let cmask = lane_mask(0, cs);
-                for (xi, b) in buf.iter().enumerate() {
-                    for lane in 0..LANES.min(t.tw - chunk.tj0) {
-                        let tile = (r - blk.r0) * t.tw + chunk.tj0 + lane;
-                        let row = &mut u[(xi * n + tile) * channels..][..channels];
-                        // SAFETY: lane `c` of the gather reads `b[c][lane]`, inside `b`
-                        // (`c < 16`, `lane < 16`), lanes off `cmask` are not read; the
-                        // store's lanes end at `c0 + cs <= channels`.
-                        unsafe {
-                            let v = _mm512_mask_i32gather_ps::<4>(
-                                _mm512_setzero_ps(),
-                                cmask,
-                                idx,
-                                b.as_ptr().cast::<f32>().add(lane),
-                            );
-                            store(row, c0, cmask, v);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Writes `dM[xi][o][t] = (A dY A^T)[xi]` for every output channel `o` and tile
-/// `t` of the block (`dm` is `[16, channels, tiles]`) from `dy`,
-/// `[images, channels, oh, ow]`; pixels past the output's edge count as zero.
+/// Writes `dM[xi][t][o] = (A dY A^T)[xi]` for every tile `t` of the block and
+/// output channel `o < channels`, `dm` being `[16, tiles, channels]`
+/// ("tile-major": each tile's channels contiguous, the layout the weight
+/// gradient's products read); `dy` is `[images, channels, oh, ow]`, and pixels past
+/// the output's edge count as zero. Sixteen channels at a time: each of a
+/// tile's four `dY` pixels is gathered from sixteen planes.
 #[target_feature(enable = "avx512f")]
 fn grad_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, dy: &[f32], dm: &mut [f32]) {
     let (oh, ow, n) = (g.oh, g.ow, blk.tiles(t));
-    let chunks = Chunk::all(t, g.w, g.ow);
+    let ohw = oh * ow;
+    assert!(
+        LANES * ohw <= i32::MAX as usize,
+        "plane too large for 32-bit gather offsets"
+    );
+    let idx = indices(&std::array::from_fn(|l| (l * ohw) as i32));
     let zero = _mm512_setzero_ps();
     let (add, sub) = (_mm512_add_ps, _mm512_sub_ps);
     // (A v) for a 2-vector: the rows of A = [1 0; 1 1; 1 -1; 0 -1] applied to it.
     let a = |v0: __m512, v1: __m512| [v0, add(v0, v1), sub(v0, v1), sub(zero, v1)];
-    for o in 0..channels {
-        for r in blk.r0..blk.r1 {
-            let (img, ti) = (r / t.th, r % t.th);
-            let plane = &dy[(img * channels + o) * oh * ow..][..oh * ow];
-            for chunk in &chunks {
-                let col = (r - blk.r0) * t.tw + chunk.tj0;
+    for r in blk.r0..blk.r1 {
+        let (img, ti) = (r / t.th, r % t.th);
+        for tj in 0..t.tw {
+            let tile = (r - blk.r0) * t.tw + tj;
+            for o0 in (0..channels).step_by(LANES) {
+                let mask = lane_mask(0, channels - o0);
+                let planes = &dy[(img * channels + o0) * ohw..];
                 let mut e = [[zero; 2]; 2];
                 for (a_row, ea) in e.iter_mut().enumerate() {
-                    let y = 2 * ti + a_row;
-                    if y < oh {
-                        let row = &plane[y * ow..][..ow];
-                        // SAFETY: this function has AVX-512F; `chunk.output`
-                        // holds the masks of rows `ow` wide at 2 tj0 and 2 tj0 + 16.
-                        (ea[0], ea[1]) = unsafe { split(row, 2 * chunk.tj0 as isize, chunk.output) };
+                    for (b_col, eab) in ea.iter_mut().enumerate() {
+                        let (y, x) = (2 * ti + a_row, 2 * tj + b_col);
+                        if y < oh && x < ow {
+                            // SAFETY: AVX-512F. Lane `l` of `mask` reads
+                            // `planes[l * ohw + y * ow + x]`, pixel (y, x) of channel
+                            // `o0 + l < channels` of this image: inside `dy`.
+                            *eab = unsafe {
+                                _mm512_mask_i32gather_ps::<4>(
+                                    zero,
+                                    mask,
+                                    idx,
+                                    planes.as_ptr().add(y * ow + x),
+                                )
+                            };
+                        }
                     }
                 }
                 // Down the columns, then along the rows.
                 let cols = [a(e[0][0], e[1][0]), a(e[0][1], e[1][1])];
                 for i in 0..4 {
                     for (j, v) in a(cols[0][i], cols[1][i]).into_iter().enumerate() {
-                        let dst = &mut dm[((i * 4 + j) * channels + o) * n..][..n];
-                        // SAFETY: AVX-512F; tile lanes end at `col + tw - tj0 <= n`.
-                        unsafe { store(dst, col, chunk.tiles, v) };
+                        let row = &mut dm[((i * 4 + j) * n + tile) * channels..][..channels];
+                        // SAFETY: AVX-512F; the lanes of `mask` end at `channels`.
+                        unsafe { store(row, o0, mask, v) };
                     }
                 }
             }
