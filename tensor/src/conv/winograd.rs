@@ -457,50 +457,59 @@ fn bt_d_b(d: [[__m512; 4]; 4]) -> [[__m512; 4]; 4] {
     std::array::from_fn(|i| bt([cols[0][i], cols[1][i], cols[2][i], cols[3][i]]))
 }
 
-/// `(B^T d B)` for the tiles of `chunk` in tile row `ti` of one `h x w` plane, one
-/// tile per lane (lanes past the row's last tile hold garbage).
+/// Row `y` of a plane (zero for `y` outside `0..h`), as the four vectors a chunk
+/// of tiles reads from it: lane `l` of vector `j` is column `2 (tj0 + l) + j - 1`.
+/// The odd and even columns from `2 tj0 - 1` give `j = 0, 1`; those from
+/// `2 tj0 + 1`, `j = 2, 3`.
 ///
 /// # Safety
 /// The CPU has AVX-512F, and `chunk` was made for rows `w` wide.
 #[inline(always)]
-unsafe fn input_tiles(plane: &[f32], (h, w): (usize, usize), ti: usize, chunk: &Chunk) -> [[__m512; 4]; 4] {
-    // SAFETY: the caller's contract; `chunk.input` holds the masks of these
-    // loads for rows `w` wide.
+unsafe fn input_row(plane: &[f32], (h, w): (usize, usize), y: usize, chunk: &Chunk) -> [__m512; 4] {
+    // SAFETY: the caller's contract; `chunk.input` holds the masks of these loads
+    // for rows `w` wide.
     unsafe {
-        let mut d = [[_mm512_setzero_ps(); 4]; 4];
-        // d[i][j] = x[2 ti + i - 1, 2 tj + j - 1]: the odd and even columns from
-        // 2 tj0 - 1 give j = 0, 1; those from 2 tj0 + 1, j = 2, 3.
+        if y >= h {
+            return [_mm512_setzero_ps(); 4];
+        }
+        let row = &plane[y * w..][..w];
         let first = 2 * chunk.tj0 as isize - 1;
         let [m0, m1, m2, m3] = chunk.input;
-        for (i, di) in d.iter_mut().enumerate() {
-            let y = (2 * ti + i).wrapping_sub(1);
-            if y < h {
-                let row = &plane[y * w..][..w];
-                (di[0], di[1]) = split(row, first, [m0, m1]);
-                (di[2], di[3]) = split(row, first + 2, [m2, m3]);
-            }
-        }
-        bt_d_b(d)
+        let (d0, d1) = split(row, first, [m0, m1]);
+        let (d2, d3) = split(row, first + 2, [m2, m3]);
+        [d0, d1, d2, d3]
     }
 }
 
 /// Writes `U[xi][c][t] = (B^T d B)[xi]` for every channel `c < channels` and tile
 /// `t` of the block, `u` being `[16, channels, tiles]` ("channel-major": each
 /// channel's tiles contiguous); `src` is `[images, channels, h, w]`.
+///
+/// Tile row `ti` reads input rows `2 ti - 1 ..= 2 ti + 2`; its last two are the
+/// next tile row's first two, so they are loaded once and carried over.
 #[target_feature(enable = "avx512f")]
 fn input_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, src: &[f32], u: &mut [f32]) {
     let (hw, n) = (g.h * g.w, blk.tiles(t));
     let chunks = Chunk::all(t, g.w, g.ow);
     for c in 0..channels {
-        for r in blk.r0..blk.r1 {
-            let (img, ti) = (r / t.th, r % t.th);
-            let plane = &src[(img * channels + c) * hw..][..hw];
-            for chunk in &chunks {
+        for chunk in &chunks {
+            // The bottom two rows of the previous tile row, and which row that was.
+            let mut carried: Option<(usize, [[__m512; 4]; 2])> = None;
+            for r in blk.r0..blk.r1 {
+                let (img, ti) = (r / t.th, r % t.th);
+                let plane = &src[(img * channels + c) * hw..][..hw];
                 let col = (r - blk.r0) * t.tw + chunk.tj0;
                 // SAFETY: this function has AVX-512F; `chunks` were made for
                 // rows `w` wide, and tile lanes end at `col + tw - tj0 <= n`.
                 unsafe {
-                    let tr = input_tiles(plane, (g.h, g.w), ti, chunk);
+                    let row = |y: usize| input_row(plane, (g.h, g.w), y, chunk);
+                    let top = match carried {
+                        Some((prev, rows)) if prev + 1 == r && ti > 0 => rows,
+                        _ => [row((2 * ti).wrapping_sub(1)), row(2 * ti)],
+                    };
+                    let bottom = [row(2 * ti + 1), row(2 * ti + 2)];
+                    carried = Some((r, bottom));
+                    let tr = bt_d_b([top[0], top[1], bottom[0], bottom[1]]);
                     for (xi, v) in tr.iter().flatten().enumerate() {
                         store(&mut u[(xi * channels + c) * n..][..n], col, chunk.tiles, *v);
                     }
