@@ -1,4 +1,6 @@
-//! 2-D convolution (NCHW, groups = 1): forward and both gradients, by im2col + GEMM.
+//! 2-D convolution (NCHW, groups = 1): forward and both gradients, by im2col + GEMM
+//! (3x3 convolutions with stride 1 and padding 1 take Winograd's F(2x2, 3x3)
+//! instead on CPUs with AVX-512: `conv/winograd.rs`).
 //!
 //! # Forward
 //!
@@ -70,8 +72,8 @@ pub fn set_winograd_enabled(on: bool) {
     let _ = on;
 }
 
-/// Whether 3x3 convolutions (stride 1, padding 1) take the Winograd path: it is
-/// enabled and the CPU has AVX-512.
+/// Whether 3x3 convolutions (stride 1, padding 1, at least 4 channels in and out)
+/// take the Winograd path: it is enabled and the CPU has AVX-512.
 pub fn winograd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     return winograd::available();
@@ -798,7 +800,8 @@ impl Tensor {
 }
 
 /// All gradients of `y = x.conv2d(weight, bias, params)` given `grad_out = dL/dy`,
-/// in one pass that builds each im2col block once for both `dW` and `dx`.
+/// in one pass that builds each im2col block once for both `dW` and `dx` (on the
+/// Winograd path, the transformed input for `dW` and the transformed `dy` for `dx`).
 /// `input` is computed only when `need_input_grad`.
 pub fn conv2d_backward(
     x: &Tensor,
@@ -819,7 +822,8 @@ pub fn conv2d_backward(
 }
 
 /// The gradient with respect to the input, `[B, Cin, H, W]` = `input_shape`:
-/// `dx_b = col2im(W^T * dY_b)`.
+/// `dx_b = col2im(W^T * dY_b)` (on the Winograd path, the correlation of `dy` with
+/// the filters turned 180 degrees).
 pub fn conv2d_backward_input(
     grad_out: &Tensor,
     weight: &Tensor,

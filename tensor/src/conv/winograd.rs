@@ -44,10 +44,13 @@
 //!
 //! As in im2col, the batch is cut into groups of images, one rayon task each.
 //! Inside a group, the tile rows of all its images are walked in blocks whose
-//! transformed inputs take about a megabyte. The transforms run on AVX-512
-//! vectors of 16 tiles of one tile row: the even and odd columns a tile reads are
-//! separated with one permute each, and output tiles are interleaved back the
-//! same way. Only CPUs with AVX-512 take this path ([`applies`]).
+//! transformed inputs and products fit in half of L2 (down to one tile row) and
+//! whose tile counts fill the GEMM kernel's 32-column panels. The transforms run on AVX-512 vectors of 16 tiles of one tile
+//! row: the even and odd columns a tile reads are separated with one permute each,
+//! and output tiles are interleaved back the same way. The weight gradient's `dM`
+//! is written with each tile's channels contiguous instead, 16 channels a vector,
+//! gathered from 16 planes. Only CPUs with AVX-512 take this path ([`applies`]);
+//! the others use im2col.
 
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,7 +86,12 @@ pub(super) fn available() -> bool {
 /// Whether convolutions of this geometry take the Winograd path: a 3x3 kernel,
 /// stride 1, padding 1, enough channels for the GEMMs to dominate, AVX-512.
 pub(super) fn applies(g: &Geometry) -> bool {
-    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad == 1 && g.cin >= 4 && g.cout >= 4 && available()
+    applies_to_shape(g) && available()
+}
+
+/// The geometry part of [`applies`].
+fn applies_to_shape(g: &Geometry) -> bool {
+    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad == 1 && g.cin >= 4 && g.cout >= 4
 }
 
 /// The tiling of one output plane: `th x tw` tiles of 2x2 pixels.
@@ -143,7 +151,7 @@ fn weight_transform(w: &[f32], outer: usize, inner: usize) -> Vec<f32> {
     // (G g)[i][.] for a 3-vector: the rows of G applied to it.
     let g_rows = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
     for (oc, g) in w.chunks_exact(9).enumerate() {
-        let cols: [[f32; 4]; 3] = std::array::from_fn(|v| g_rows(g[v], g[3 + v], g[6 + v]));
+        let cols: [[f32; 4]; 3] = std::array::from_fn(|col| g_rows(g[col], g[3 + col], g[6 + col]));
         for i in 0..4 {
             let row = g_rows(cols[0][i], cols[1][i], cols[2][i]);
             for (j, &val) in row.iter().enumerate() {
@@ -210,8 +218,23 @@ fn products(a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usize
     }
 }
 
+/// The checks every entry point makes before running the transforms: the CPU has
+/// AVX-512F (their `unsafe` blocks rely on it), and the output planes are as large as
+/// the input planes (their load and store masks are computed for one width).
+fn check(g: &Geometry) {
+    assert!(
+        is_x86_feature_detected!("avx512f"),
+        "Winograd path without AVX-512F"
+    );
+    assert!(
+        applies_to_shape(g) && (g.oh, g.ow) == (g.h, g.w),
+        "Winograd path for {g:?}"
+    );
+}
+
 /// Forward pass (`y = conv(x, w) + bias`) on contiguous slices.
 pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    check(g);
     let mut y = vec![0.0; g.batch * g.image_out()];
     if y.is_empty() {
         return y;
@@ -279,6 +302,7 @@ pub(super) fn backward(
     dy: &[f32],
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    check(g);
     let gi = g.group_images();
     let (ii, io) = (gi * g.image_in(), gi * g.image_out());
     let groups = g.batch.div_ceil(gi);
@@ -493,8 +517,9 @@ fn input_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, src: &
     let chunks = Chunk::all(t, g.w, g.ow);
     for c in 0..channels {
         for chunk in &chunks {
-            // The bottom two rows of the previous tile row, and which row that was.
-            let mut carried: Option<(usize, [[__m512; 4]; 2])> = None;
+            // The bottom two rows of the previous tile row (of the same image unless
+            // `ti == 0`).
+            let mut carried: Option<[[__m512; 4]; 2]> = None;
             for r in blk.r0..blk.r1 {
                 let (img, ti) = (r / t.th, r % t.th);
                 let plane = &src[(img * channels + c) * hw..][..hw];
@@ -504,11 +529,11 @@ fn input_transform(g: &Geometry, t: &Tiling, blk: Block, channels: usize, src: &
                 unsafe {
                     let row = |y: usize| input_row(plane, (g.h, g.w), y, chunk);
                     let top = match carried {
-                        Some((prev, rows)) if prev + 1 == r && ti > 0 => rows,
+                        Some(rows) if ti > 0 => rows,
                         _ => [row((2 * ti).wrapping_sub(1)), row(2 * ti)],
                     };
                     let bottom = [row(2 * ti + 1), row(2 * ti + 2)];
-                    carried = Some((r, bottom));
+                    carried = Some(bottom);
                     let tr = bt_d_b([top[0], top[1], bottom[0], bottom[1]]);
                     for (xi, v) in tr.iter().flatten().enumerate() {
                         store(&mut u[(xi * channels + c) * n..][..n], col, chunk.tiles, *v);
