@@ -4,8 +4,9 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod common;
+use common::TempDir;
 use ddpm::data::{
     embedded_mnist, load_folder, load_idx_files, load_mnist, save_grid, save_png, DataError, Dataset, Split,
     EMBEDDED_PER_CLASS, GRID_PADDING, GRID_PAD_VALUE, MNIST_CLASSES,
@@ -16,37 +17,6 @@ use image::{GrayImage, Rgb, RgbImage};
 use tensor::Tensor;
 
 // ----- helpers ----------------------------------------------------------------
-
-/// A fresh, empty directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ddpm-data-{name}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// An IDX file: the magic number for `dims.len()` dimensions of unsigned bytes,
 /// the dimensions, then `data`.

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+mod common;
+use common::TempDir;
 use ddpm::plot::{
     colour, log_ticks, loss_curve, nice_ticks, tick_label, Canvas, Panel, PixelRect, LOSS_CURVE_HEIGHT,
     LOSS_CURVE_WIDTH,
@@ -22,13 +24,6 @@ fn inked(c: &Canvas) -> Vec<(i64, i64)> {
         }
     }
     out
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ddpm-plot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -190,11 +185,12 @@ fn ticks_are_round_numbers_inside_the_range() {
     assert_eq!(tick_label(1e-5), "1E-5");
 }
 
-/// Writes `text` as a loss CSV in a fresh directory.
-fn csv(name: &str, text: &str) -> PathBuf {
-    let path = temp_dir(name).join("loss.csv");
-    std::fs::write(&path, text).unwrap();
-    path
+/// Writes `text` as a loss CSV in a fresh directory (removed when the returned
+/// guard drops).
+fn csv(name: &str, text: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let path = dir.write("loss.csv", text.as_bytes());
+    (dir, path)
 }
 
 const HEADER: &str = "step,loss,smoothed_loss,grad_norm,lr,images_per_sec,elapsed_s\n";
@@ -207,7 +203,8 @@ fn the_loss_curve_has_its_documented_size_and_both_series() {
             format!("{s},{loss},{},0.5,0.001,10.0,{s}.0\n", 1.0 / s as f64)
         })
         .collect();
-    let canvas = loss_curve(&csv("curve", &format!("{HEADER}{rows}"))).unwrap();
+    let (_dir, path) = csv("curve", &format!("{HEADER}{rows}"));
+    let canvas = loss_curve(&path).unwrap();
     assert_eq!(
         (canvas.width(), canvas.height()),
         (LOSS_CURVE_WIDTH, LOSS_CURVE_HEIGHT)
@@ -219,7 +216,7 @@ fn the_loss_curve_has_its_documented_size_and_both_series() {
 
 #[test]
 fn a_malformed_loss_csv_is_an_error_naming_file_and_line() {
-    let path = csv("bad", &format!("{HEADER}1,0.5,0.5,1,1,1,1\n2,zero,0.5,1,1,1,1\n"));
+    let (_bad, path) = csv("bad", &format!("{HEADER}1,0.5,0.5,1,1,1,1\n2,zero,0.5,1,1,1,1\n"));
     let err = loss_curve(&path).unwrap_err();
     assert!(
         err.contains(&path.display().to_string()) && err.contains("line 3"),
@@ -227,16 +224,17 @@ fn a_malformed_loss_csv_is_an_error_naming_file_and_line() {
     );
     assert!(err.contains("zero"), "{err}");
 
-    let short = csv("short", &format!("{HEADER}1,0.5\n"));
+    let (_short, short) = csv("short", &format!("{HEADER}1,0.5\n"));
     assert!(loss_curve(&short).unwrap_err().contains("line 2"));
 
-    let header_only = csv("empty", HEADER);
+    let (_empty, header_only) = csv("empty", HEADER);
     assert!(loss_curve(&header_only).unwrap_err().contains("no data rows"));
 
-    let no_header = csv("noheader", "1,0.5,0.5\n");
+    let (_noheader, no_header) = csv("noheader", "1,0.5,0.5\n");
     assert!(loss_curve(&no_header).unwrap_err().contains("line 1"));
 
-    let missing = temp_dir("missing").join("loss.csv");
+    let missing_dir = TempDir::new("missing");
+    let missing = missing_dir.join("loss.csv");
     let err = loss_curve(&missing).unwrap_err();
     assert!(err.contains(&missing.display().to_string()), "{err}");
 }
@@ -246,7 +244,7 @@ fn a_png_round_trips_through_image_open() {
     let mut c = Canvas::new(17, 9, [10, 20, 30]);
     c.line(0, 0, 16, 8, colour::RED);
     c.text(1, 1, "T=1", colour::BLUE, 1);
-    let dir = temp_dir("png");
+    let dir = TempDir::new("png");
     let path = dir.join("sub").join("figure.png");
     c.save_png(&path).unwrap();
     let back = image::open(&path).unwrap().to_rgb8();
@@ -258,7 +256,7 @@ fn a_png_round_trips_through_image_open() {
 
 #[test]
 fn saving_into_an_unwritable_place_is_a_clear_error() {
-    let dir = temp_dir("blocked");
+    let dir = TempDir::new("blocked");
     let file = dir.join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
     let err = Canvas::new(2, 2, PAPER)

@@ -2,15 +2,56 @@
 //! and uses a different subset, hence the `allow`).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::fs;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A fresh, empty directory under the system's temporary directory, unique to
-/// this test process.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ddpm-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// this test process and call, removed with its contents when dropped (test runs
+/// would otherwise leave their checkpoints behind).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ddpm-test-{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `bytes` to `name` inside the directory (creating sub-directories).
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// [`TempDir::new`].
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(name)
 }
 
 /// Runs the `ddpm` program on `args` (without the program name).
@@ -21,7 +62,7 @@ pub fn run(args: &[&str]) -> Result<(), String> {
 
 /// Trains mnist-tiny for `steps` steps of batch 2 through the program, with
 /// `extra` flags, into a fresh directory named after `name`; returns it.
-pub fn train_tiny(name: &str, steps: u64, extra: &[&str]) -> PathBuf {
+pub fn train_tiny(name: &str, steps: u64, extra: &[&str]) -> TempDir {
     let out = temp_dir(name);
     let steps = steps.to_string();
     let mut args = vec![
