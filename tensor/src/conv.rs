@@ -600,8 +600,9 @@ fn transpose_dy<'a>(dym: &MatRef<'_>, g: &Geometry, scratch: &'a mut [f32]) -> M
 
 /// One group's share of the weight and bias gradients.
 struct Partial {
-    /// `dW^T`, `[K, Cout]`.
-    dwt: Vec<f32>,
+    /// The weight gradient in the path's own layout (im2col: `dW^T`, `[K, Cout]`);
+    /// empty when not asked for.
+    dw: Vec<f32>,
     db: Vec<f32>,
 }
 
@@ -643,7 +644,7 @@ fn backward_group(
         }
     });
     Partial {
-        dwt,
+        dw: dwt,
         db: bias_grad(g, dy),
     }
 }
@@ -746,33 +747,52 @@ fn backward(
     if winograd::applies(g) {
         return winograd::backward(g, x, w, dy, need_dx);
     }
+    let dwt_len = if x.is_some() { g.cout * g.k() } else { 0 };
+    let (dx, dwt, db) = backward_groups(g, x, dy, need_dx, dwt_len, |xc, dyc, dxc| {
+        backward_group(g, xc, w, dyc, dxc)
+    });
+    (dx, transpose(&dwt, g.k(), g.cout), db)
+}
+
+/// Runs `group(x, dy, dx)` on every group of images in parallel, with the group's
+/// slices of `x` (when given), `dy` and, when `need_dx`, the zeroed `dx`; returns
+/// `dx` and the groups' weight gradients (each `dw_len` long) and bias gradients,
+/// summed.
+fn backward_groups(
+    g: &Geometry,
+    x: Option<&[f32]>,
+    dy: &[f32],
+    need_dx: bool,
+    dw_len: usize,
+    group: impl Fn(Option<&[f32]>, &[f32], Option<&mut [f32]>) -> Partial + Sync,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let gi = g.group_images();
     let (ii, io) = (gi * g.image_in(), gi * g.image_out());
-    let group = |i: usize, dxc: Option<&mut [f32]>| {
+    let run = |i: usize, dxc: Option<&mut [f32]>| {
         let dyc = &dy[i * io..(i * io + io).min(dy.len())];
         let images = dyc.len() / g.image_out().max(1);
         let xc = x.map(|x| &x[i * ii..][..images * g.image_in()]);
-        backward_group(g, xc, w, dyc, dxc)
+        group(xc, dyc, dxc)
     };
     let groups = g.batch.div_ceil(gi);
     let mut dx = vec![0.0; if need_dx { g.batch * g.image_in() } else { 0 }];
     let partials: Vec<Partial> = if need_dx && ii > 0 && io > 0 {
         dx.par_chunks_mut(ii)
             .enumerate()
-            .map(|(i, dxc)| group(i, Some(dxc)))
+            .map(|(i, dxc)| run(i, Some(dxc)))
             .collect()
     } else if io > 0 {
-        (0..groups).into_par_iter().map(|i| group(i, None)).collect()
+        (0..groups).into_par_iter().map(|i| run(i, None)).collect()
     } else {
         Vec::new()
     };
-    let mut dwt = vec![0.0; if x.is_some() { g.cout * g.k() } else { 0 }];
+    let mut dw = vec![0.0; dw_len];
     let mut db = vec![0.0; g.cout];
     for p in &partials {
-        dwt.iter_mut().zip(&p.dwt).for_each(|(a, b)| *a += b);
+        dw.iter_mut().zip(&p.dw).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(&p.db).for_each(|(a, b)| *a += b);
     }
-    (need_dx.then_some(dx), transpose(&dwt, g.k(), g.cout), db)
+    (need_dx.then_some(dx), dw, db)
 }
 
 /// Row-major slice of a tensor that `contiguous()` returned.

@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use super::{bias_grad, with_scratch, Geometry};
+use super::{backward_groups, bias_grad, with_scratch, Geometry, Partial};
 use crate::gemm::{gemm, MatMut, MatRef};
 
 /// Positions of the 4x4 Winograd domain.
@@ -303,48 +303,27 @@ pub(super) fn backward(
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     check(g);
-    let gi = g.group_images();
-    let (ii, io) = (gi * g.image_in(), gi * g.image_out());
-    let groups = g.batch.div_ceil(gi);
-    let mut dx = vec![0.0; if need_dx { g.batch * g.image_in() } else { 0 }];
     let wt = if need_dx {
         weight_transform(&turned(w, g.cout, g.cin), g.cin, g.cout)
     } else {
         Vec::new()
     };
-    let group = |i: usize, dxc: Option<&mut [f32]>| {
-        let dyc = &dy[i * io..(i * io + io).min(dy.len())];
-        let images = dyc.len() / g.image_out();
+    let dv_len = if x.is_some() { XI * g.cout * g.cin } else { 0 };
+    let (dx, dv, db) = backward_groups(g, x, dy, need_dx, dv_len, |xc, dyc, dxc| {
         if let Some(dxc) = dxc {
             correlate(g, Channels::input_grad(g), &wt, dyc, None, dxc);
         }
-        let dv = x.map(|x| weight_products(g, &x[i * ii..][..images * g.image_in()], dyc));
-        (dv, bias_grad(g, dyc))
-    };
-    let partials: Vec<(Option<Vec<f32>>, Vec<f32>)> = if need_dx && io > 0 {
-        dx.par_chunks_mut(ii)
-            .enumerate()
-            .map(|(i, dxc)| group(i, Some(dxc)))
-            .collect()
-    } else if io > 0 {
-        (0..groups).into_par_iter().map(|i| group(i, None)).collect()
-    } else {
-        Vec::new()
-    };
-    let mut dv = vec![0.0; if x.is_some() { XI * g.cout * g.cin } else { 0 }];
-    let mut db = vec![0.0; g.cout];
-    for (pdv, pdb) in &partials {
-        if let Some(pdv) = pdv {
-            dv.iter_mut().zip(pdv).for_each(|(a, b)| *a += b);
+        Partial {
+            dw: xc.map_or_else(Vec::new, |xc| weight_products(g, xc, dyc)),
+            db: bias_grad(g, dyc),
         }
-        db.iter_mut().zip(pdb).for_each(|(a, b)| *a += b);
-    }
+    });
     let dw = if x.is_some() {
         weight_grad(&dv, g.cout, g.cin)
     } else {
         Vec::new()
     };
-    (need_dx.then_some(dx), dw, db)
+    (dx, dw, db)
 }
 
 /// One group's `dV^T[xi] = sum_t U[xi][., t] dM[xi][., t]^T`, `[16, Cin, Cout]`:
