@@ -1,6 +1,6 @@
 //! 2-D convolution (NCHW, groups = 1): forward and both gradients, by im2col + GEMM
-//! (3x3 convolutions with stride 1 and padding 1 take Winograd's F(2x2, 3x3)
-//! instead on CPUs with AVX-512: `conv/winograd.rs`).
+//! (3x3 convolutions with stride 1, padding 1 and at least 4 channels in and out
+//! take Winograd's F(2x2, 3x3) instead on CPUs with AVX-512: `conv/winograd.rs`).
 //!
 //! # Forward
 //!
