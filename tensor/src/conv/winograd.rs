@@ -285,7 +285,7 @@ fn correlate(g: &Geometry, ch: Channels, v: &[f32], src: &[f32], bias: Option<&[
         for blk in blocks(g, &t, images) {
             let n = blk.tiles(&t);
             let (u, m) = (&mut u[..XI * ch.inner * n], &mut m[..XI * ch.outer * n]);
-            // SAFETY: `applies` checked that the CPU has AVX-512F.
+            // SAFETY: the CPU has AVX-512F: `forward` and `backward`, the only callers, `check` it.
             unsafe { input_transform(g, &t, blk, ch.inner, src, u) };
             products(v, u, m, (ch.outer, ch.inner, n), 0.0);
             // SAFETY: as above.
@@ -338,7 +338,7 @@ fn weight_products(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         for blk in blocks(g, &t, images) {
             let n = blk.tiles(&t);
             let (u, dmt) = (&mut u[..XI * g.cin * n], &mut dmt[..XI * g.cout * n]);
-            // SAFETY: `applies` checked that the CPU has AVX-512F.
+            // SAFETY: the CPU has AVX-512F: `forward` and `backward`, the only callers, `check` it.
             unsafe {
                 input_transform(g, &t, blk, g.cin, x, u);
                 grad_transform(g, &t, blk, g.cout, dy, dmt);
