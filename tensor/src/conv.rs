@@ -717,19 +717,25 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
     if winograd::applies(g) {
         return winograd::forward(g, x, w, bias);
     }
+    let wt = transpose(w, g.cout, g.k());
+    forward_groups(g, x, |xc, yc| forward_group(g, xc, &wt, bias, yc))
+}
+
+/// Runs `group(x, y)` on every group of images in parallel, with the group's
+/// slices of the input `x` and of the output, which it must fill; returns the
+/// output, `[B, Cout, Hout, Wout]`.
+fn forward_groups(g: &Geometry, x: &[f32], group: impl Fn(&[f32], &mut [f32]) + Sync) -> Vec<f32> {
     let mut y = vec![0.0; g.batch * g.image_out()];
     if y.is_empty() {
         return y;
     }
-    let (k, cout) = (g.k(), g.cout);
-    let wt = transpose(w, cout, k);
     let gi = g.group_images();
     y.par_chunks_mut(gi * g.image_out())
         .enumerate()
         .for_each(|(i, yc)| {
             let images = yc.len() / g.image_out();
             let xc = &x[i * gi * g.image_in()..][..images * g.image_in()];
-            forward_group(g, xc, &wt, bias, yc);
+            group(xc, yc);
         });
     y
 }

@@ -55,9 +55,7 @@
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rayon::prelude::*;
-
-use super::{backward_groups, bias_grad, with_scratch, Geometry, Partial};
+use super::{backward_groups, bias_grad, forward_groups, with_scratch, Geometry, Partial};
 use crate::gemm::{gemm, MatMut, MatRef};
 
 /// Positions of the 4x4 Winograd domain.
@@ -235,19 +233,10 @@ fn check(g: &Geometry) {
 /// Forward pass (`y = conv(x, w) + bias`) on contiguous slices.
 pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     check(g);
-    let mut y = vec![0.0; g.batch * g.image_out()];
-    if y.is_empty() {
-        return y;
-    }
     let v = weight_transform(w, g.cout, g.cin);
-    let gi = g.group_images();
-    y.par_chunks_mut(gi * g.image_out())
-        .enumerate()
-        .for_each(|(i, yc)| {
-            let xc = &x[i * gi * g.image_in()..][..yc.len() / g.image_out() * g.image_in()];
-            correlate(g, Channels::forward(g), &v, xc, bias, yc);
-        });
-    y
+    forward_groups(g, x, |xc, yc| {
+        correlate(g, Channels::forward(g), &v, xc, bias, yc)
+    })
 }
 
 /// The sizes of one Winograd correlation: `inner` channels in, `outer` out, of
