@@ -1,7 +1,5 @@
 //! The named U-Net configurations of `shared/spec/unet.md`.
 
-use std::collections::BTreeMap;
-
 use tensor::{Result, TensorError};
 
 /// The shape of a U-Net (see the spec's table).
@@ -40,17 +38,18 @@ pub struct UNetConfig {
 pub const CONFIG_NAMES: [&str; 3] = ["mnist-tiny", "mnist-small", "cifar10"];
 
 impl UNetConfig {
-    /// A named config from the spec: `mnist-tiny`, `mnist-small` or `cifar10`.
-    pub fn named(name: &str) -> Result<UNetConfig> {
+    /// A named config from the spec: `mnist-tiny`, `mnist-small` or `cifar10`;
+    /// `Err` names the unknown name and the known ones.
+    pub fn named(name: &str) -> std::result::Result<UNetConfig, String> {
         let (image_size, in_ch, ch, ch_mult, blocks, attn, groups, dropout) = match name {
             "mnist-small" => (28, 1, 32, vec![1, 2, 2], 2, vec![7], 8, 0.1),
             "mnist-tiny" => (28, 1, 16, vec![1, 2, 2], 1, vec![7], 8, 0.0),
             "cifar10" => (32, 3, 128, vec![1, 2, 2, 2], 2, vec![16], 32, 0.1),
             _ => {
-                return Err(TensorError::InvalidArgument {
-                    op: "config",
-                    msg: format!("unknown config {name:?}; known: {}", CONFIG_NAMES.join(", ")),
-                })
+                return Err(format!(
+                    "unknown config {name:?}; known: {}",
+                    CONFIG_NAMES.join(", ")
+                ))
             }
         };
         Ok(UNetConfig {
@@ -74,42 +73,6 @@ impl UNetConfig {
         self.learn_sigma = true;
         self.out_ch = 2 * self.in_ch;
         self
-    }
-
-    /// What a weight file records about the config, so that loading it rebuilds
-    /// the same network: the name, the classes and the variance output.
-    pub fn metadata(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("config".to_string(), self.name.clone()),
-            (
-                "num_classes".to_string(),
-                self.num_classes.map_or("none".into(), |n| n.to_string()),
-            ),
-            (
-                "variance".to_string(),
-                if self.learn_sigma { "learned" } else { "fixed" }.to_string(),
-            ),
-        ])
-    }
-
-    /// The config a weight file's [`UNetConfig::metadata`] describes; `name`
-    /// overrides the recorded name (for files that have none). Files written
-    /// before the `variance` key existed have fixed variances.
-    pub fn from_metadata(meta: &BTreeMap<String, String>, name: Option<&str>) -> Result<UNetConfig> {
-        let bad = |msg: String| TensorError::InvalidArgument { op: "config", msg };
-        let name = name
-            .or(meta.get("config").map(String::as_str))
-            .ok_or_else(|| bad("no config in the file's metadata; give --config".into()))?;
-        let mut config = UNetConfig::named(name)?;
-        if let Some(n) = meta.get("num_classes").filter(|n| n.as_str() != "none") {
-            let n = n.parse().map_err(|_| bad(format!("bad num_classes {n:?}")))?;
-            config.num_classes = Some(n);
-        }
-        match meta.get("variance").map(String::as_str) {
-            None | Some("fixed") => Ok(config),
-            Some("learned") => Ok(config.with_learned_sigma()),
-            Some(v) => Err(bad(format!("unknown variance {v:?} (fixed or learned)"))),
-        }
     }
 
     /// Checks that the channel counts split into the groups and the sizes halve.

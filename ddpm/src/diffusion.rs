@@ -1,21 +1,22 @@
-//! The forward process and the training loss.
+//! The forward process, its posterior, and the conversion from a predicted noise
+//! to a predicted `x_0`: the maths every loss and sampler builds on.
 //!
 //! ```text
 //! x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,     eps ~ N(0, I)   (q_sample)
-//! L_simple = E_{t, x_0, eps} || eps - eps_theta(x_t, t) ||^2                   (training_loss)
 //! x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                  (predict_x0)
 //! mu_tilde_t(x_t, x_0) = coef_x0_t x_0 + coef_xt_t x_t                           (posterior_mean)
 //! ```
-//! A model with learned variances adds `lambda L_vlb` ([`crate::variance`]).
+//!
+//! The modules above it: [`crate::variance`] (learned variances and the bound's
+//! terms), then [`crate::loss`] (the training objective) and [`crate::sample`].
+//! Nothing here calls back up.
 
-use autograd::{Result, Var};
+use autograd::Result;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use tensor::{Tensor, TensorError};
 
 use crate::schedule::NoiseSchedule;
-use crate::unet::UNet;
-use crate::variance::{hybrid_loss, split_output};
 
 /// `[B, 1, 1, 1]` holding `values[t_i]` for each image, to scale a batch per image.
 pub fn per_image(values: &[f64], t: &[usize]) -> Result<Tensor> {
@@ -60,38 +61,4 @@ pub fn posterior_mean(schedule: &NoiseSchedule, x0: &Tensor, x_t: &Tensor, t: &[
     let a = per_image(&schedule.posterior_coef_x0, t)?;
     let c = per_image(&schedule.posterior_coef_xt, t)?;
     x0.mul(&a)?.add(&x_t.mul(&c)?)
-}
-
-/// One draw of the training objective for a batch `x0` (`[B, C, H, W]` in
-/// `[-1, 1]`): steps uniform over `0..T`, fresh noise, `L_simple` (or `L_hybrid`
-/// for a model with learned variances).
-pub fn training_loss<R: Rng + ?Sized>(
-    model: &UNet,
-    schedule: &NoiseSchedule,
-    x0: &Tensor,
-    labels: Option<&[usize]>,
-    rng: &mut R,
-) -> Result<Var> {
-    let b = x0.shape()[0];
-    let t: Vec<usize> = (0..b).map(|_| rng.gen_range(0..schedule.steps())).collect();
-    let eps = normal(x0.shape(), rng);
-    loss_at(model, schedule, x0, &t, &eps, labels)
-}
-
-/// The training loss at given steps and noise (deterministic: for tests and
-/// resumption checks).
-pub fn loss_at(
-    model: &UNet,
-    schedule: &NoiseSchedule,
-    x0: &Tensor,
-    t: &[usize],
-    eps: &Tensor,
-    labels: Option<&[usize]>,
-) -> Result<Var> {
-    let x_t = q_sample(schedule, x0, t, eps)?;
-    let out = model.forward(&Var::constant(x_t.clone()), t, labels)?;
-    match split_output(&out, model.config.learn_sigma)? {
-        (pred, None) => pred.mse_loss(&Var::constant(eps.clone())),
-        (pred, Some(o)) => hybrid_loss(schedule, x0, &x_t, t, eps, (&pred, &o)),
-    }
 }

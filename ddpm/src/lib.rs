@@ -4,7 +4,8 @@
 //! - [`config`]: the spec's named U-Net configs.
 //! - [`unet`]: the epsilon-predicting U-Net.
 //! - [`schedule`]: beta, alpha, alpha-bar and every derived constant, computed once.
-//! - [`diffusion`]: `q_sample` and the `L_simple` training loss.
+//! - [`diffusion`]: the forward process `q_sample`, its posterior, and `x_0`
+//!   from a predicted noise.
 //! - [`likelihood`]: the variational bound in bits per dimension.
 //! - [`variance`]: learned reverse-step variances and the hybrid loss.
 //! - [`sample`]: ancestral (DDPM), strided and DDIM samplers.
@@ -12,8 +13,13 @@
 //!   interpolation.
 //! - [`eval`]: the classifier's confident fraction and a Frechet distance on its
 //!   features ("FID" with the shipped LeNet in place of Inception).
-//! - [`train`]: the training loop, checkpoints and resumption.
-//! - [`app`], [`cli`]: the `ddpm` program and its flag parser.
+//! - [`contract`]: what a weight file records about its model and diffusion.
+//! - [`loss`]: the training objective (`L_simple`, or `L_hybrid`).
+//! - [`train`]: the training loop; [`losslog`]: its `loss.csv`.
+//! - [`checkpoint`]: saving, resuming and loading weight files, checked.
+//! - [`error`]: the crate's one error type.
+//! - [`app`]: the `ddpm` program, one file per command, its command line in
+//!   [`app::args`].
 //! - [`data`]: IDX files, image folders, the embedded MNIST subset, PNG grids.
 //! - [`plot`]: a tiny raster plotter (lines, points, arrows, a bitmap font) for
 //!   the loss curve and the 2-D toy.
@@ -21,13 +27,17 @@
 //!   diffused to a Gaussian and learned back (`ddpm toy`).
 
 pub mod app;
-pub mod cli;
+pub mod checkpoint;
 pub mod config;
+pub mod contract;
 pub mod data;
 pub mod diffusion;
+pub mod error;
 pub mod eval;
 pub mod figures;
 pub mod likelihood;
+pub mod loss;
+pub mod losslog;
 pub mod plot;
 pub mod sample;
 pub mod schedule;

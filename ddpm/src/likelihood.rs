@@ -120,3 +120,50 @@ pub fn vlb_terms<R: Rng + ?Sized>(
 pub fn total_bpd(prior: f64, terms: &[f64]) -> f64 {
     prior + terms.iter().sum::<f64>()
 }
+
+/// The bound averaged over a set of images.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// Images measured.
+    pub images: usize,
+    /// `L_T`, bits/dim.
+    pub prior: f64,
+    /// `[L_0, L_1, ..., L_{T-1}]`, bits/dim.
+    pub terms: Vec<f64>,
+}
+
+impl Bound {
+    /// The whole bound in bits/dim.
+    pub fn total(&self) -> f64 {
+        total_bpd(self.prior, &self.terms)
+    }
+}
+
+/// The bound of `model` on `batches` of images (each batch costs `T` forward
+/// passes), averaged over all images, each batch weighted by its size;
+/// `progress(done, total)` after each batch.
+pub fn dataset_bound<R: Rng + ?Sized>(
+    model: &UNet,
+    schedule: &NoiseSchedule,
+    variance: Variance,
+    batches: &[Tensor],
+    rng: &mut R,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Bound> {
+    let total: usize = batches.iter().map(|b| b.shape()[0]).sum();
+    let (mut prior, mut terms, mut seen) = (0.0, vec![0.0; schedule.steps()], 0usize);
+    for x0 in batches {
+        let (p, t) = vlb_terms(model, schedule, variance, x0, rng)?;
+        let w = x0.shape()[0] as f64;
+        prior += p * w;
+        terms.iter_mut().zip(&t).for_each(|(acc, v)| *acc += v * w);
+        seen += x0.shape()[0];
+        progress(seen, total);
+    }
+    let n = seen.max(1) as f64;
+    Ok(Bound {
+        images: seen,
+        prior: prior / n,
+        terms: terms.iter().map(|t| t / n).collect(),
+    })
+}

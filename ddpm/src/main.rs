@@ -32,9 +32,5 @@ fn keep_freed_memory() {}
 
 fn main() {
     keep_freed_memory();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(message) = ddpm::app::run(&args) {
-        eprintln!("ddpm: {message}");
-        std::process::exit(2);
-    }
+    ddpm::app::main()
 }

@@ -24,7 +24,7 @@ use crate::unet::UNet;
 use crate::variance::{log_variance, split_output};
 
 /// The variance of an ancestral step.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Variance {
     /// `sigma^2 = beta_t` (the paper's "large" choice).
     Beta,
@@ -54,8 +54,15 @@ pub enum Sampler {
     },
 }
 
+/// The ancestral sampler's default number of steps (on the respaced schedule).
+pub const DEFAULT_ANCESTRAL_STEPS: usize = 250;
+
+/// DDIM's default number of steps.
+pub const DEFAULT_DDIM_STEPS: usize = 50;
+
 impl Sampler {
-    fn steps(self) -> usize {
+    /// The number of steps asked for (the chain takes at most `T`).
+    pub fn steps(self) -> usize {
         match self {
             Sampler::Ancestral { steps, .. } | Sampler::Ddim { steps, .. } => steps,
         }

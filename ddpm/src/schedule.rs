@@ -43,6 +43,14 @@ impl BetaSchedule {
     /// The improved-DDPM cosine schedule with `s = 0.008`.
     pub const COSINE: BetaSchedule = BetaSchedule::Cosine { s: 0.008 };
 
+    /// The schedule's name: `linear` or `cosine`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BetaSchedule::Linear { .. } => "linear",
+            BetaSchedule::Cosine { .. } => "cosine",
+        }
+    }
+
     /// `beta_0 .. beta_{T-1}`.
     pub fn betas(self, steps: usize) -> Vec<f64> {
         match self {

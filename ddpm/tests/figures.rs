@@ -169,8 +169,8 @@ fn each_figure_is_one_command_writing_one_png() {
     assert!(image::open(out.join("loss.png")).is_ok());
     assert!(run(&["figure", "mandala"])
         .unwrap_err()
-        .contains("unknown figure"));
-    assert!(run(&["figure"]).unwrap_err().contains("which figure"));
+        .contains("invalid value 'mandala' for '<KIND>'"));
+    assert!(run(&["figure"]).unwrap_err().contains("<KIND>"));
     assert!(figure("shared-xt", &["--stops", "5,1000"])
         .unwrap_err()
         .contains("--stops"));

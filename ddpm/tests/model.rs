@@ -3,7 +3,8 @@
 
 use autograd::Var;
 use ddpm::config::UNetConfig;
-use ddpm::diffusion::{loss_at, normal, q_sample};
+use ddpm::diffusion::{normal, q_sample};
+use ddpm::loss::loss_at;
 use ddpm::sample::{sample_from, Condition, Sampler, Variance};
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
 use ddpm::unet::{timestep_embedding, UNet};

@@ -153,10 +153,11 @@ pub fn read_loss_csv(path: &Path) -> Result<LossLog, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines().enumerate();
     let header = lines.next().map(|(_, l)| l.trim()).unwrap_or("");
-    if !header.starts_with("step,loss,smoothed_loss") {
+    if header != crate::losslog::HEADER {
         return Err(format!(
-            "{}: line 1: expected the header step,loss,smoothed_loss,..., got {header:?}",
-            path.display()
+            "{}: line 1: expected the header {}, got {header:?}",
+            path.display(),
+            crate::losslog::HEADER
         ));
     }
     let mut log = LossLog::default();

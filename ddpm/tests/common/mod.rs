@@ -54,10 +54,11 @@ pub fn temp_dir(name: &str) -> TempDir {
     TempDir::new(name)
 }
 
-/// Runs the `ddpm` program on `args` (without the program name).
+/// Runs the `ddpm` program on `args` (without the program name); `Err` holds
+/// what `main` would print (the error and its causes).
 pub fn run(args: &[&str]) -> Result<(), String> {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    ddpm::app::run(&args)
+    ddpm::app::run(&args).map_err(|e| e.chain())
 }
 
 /// Trains mnist-tiny for `steps` steps of batch 2 through the program, with

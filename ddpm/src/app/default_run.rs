@@ -1,0 +1,71 @@
+//! `ddpm` with no arguments: train `mnist-tiny` on the embedded subset for about
+//! ten minutes, then sample 64 digits with the ancestral sampler (250 steps) into
+//! a grid and score them with the shipped classifier.
+//!
+//! The flags are parsed by the same command line as `ddpm train` and `ddpm
+//! sample`, so every default not named here is theirs. A second run never
+//! touches the first: it goes to the first of `runs/default`, `runs/default-2`,
+//! `runs/default-3`, ... that holds no run yet.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use super::args::{Cli, Command};
+use super::eval::report_scores;
+use super::sample::{load, write_samples};
+use super::train::{load_data, options, run_training};
+use super::DEFAULT_OUT;
+use crate::error::{Error, Result};
+use crate::eval;
+
+/// The training flags of the default run: the small, fast config with a higher
+/// learning rate, so that ten minutes on a laptop give recognisable digits
+/// (`ddpm train` keeps the spec's defaults).
+const TRAIN_FLAGS: [&str; 6] = ["--config", "mnist-tiny", "--lr", "1e-3", "--warmup", "200"];
+
+/// The first of `runs/default`, `runs/default-2`, ... that holds no training run.
+pub fn fresh_out_dir() -> PathBuf {
+    let holds_run = |dir: &Path| {
+        crate::checkpoint::checkpoint_path(dir).exists() || dir.join(crate::losslog::LOSS_FILE).exists()
+    };
+    (1..)
+        .map(|i| match i {
+            1 => PathBuf::from(DEFAULT_OUT),
+            i => PathBuf::from(format!("{DEFAULT_OUT}-{i}")),
+        })
+        .find(|d| !holds_run(d))
+        .expect("an unbounded sequence has a free name")
+}
+
+/// Parses `args` as a `ddpm` command line (the subcommand first).
+fn parse(args: &[&str]) -> Result<Command> {
+    let cli = Cli::try_parse_from(std::iter::once("ddpm").chain(args.iter().copied()))
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    cli.command.ok_or_else(|| Error::usage("no command"))
+}
+
+/// `ddpm` with no arguments.
+pub fn run() -> Result<()> {
+    let out = fresh_out_dir();
+    let out_flag = out.to_string_lossy().into_owned();
+    let mut train_args = vec!["train"];
+    train_args.extend(TRAIN_FLAGS);
+    train_args.extend(["--out", &out_flag]);
+    let Command::Train(t) = parse(&train_args)? else {
+        unreachable!("parsed a train command")
+    };
+    let data = load_data(&t)?;
+    let opts = options(&t, &data)?;
+    let ema = run_training(&data, &opts, t.log_every)?;
+    let ema_flag = ema.to_string_lossy().into_owned();
+    let Command::Sample(s) = parse(&["sample", "--checkpoint", &ema_flag])? else {
+        unreachable!("parsed a sample command")
+    };
+    let loaded = load(&s.sampling)?;
+    let (images, grid) = write_samples(&loaded, &s.sampling, s.n, &s.grid, s.individual)?;
+    println!("sample grid: {}", grid.display());
+    let classifier = eval::embedded_classifier()?;
+    report_scores(&eval::classify(&classifier, &images, 64)?);
+    Ok(())
+}

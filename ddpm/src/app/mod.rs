@@ -1,0 +1,101 @@
+//! The `ddpm` program: one file per command, the command line in [`args`], and
+//! the progress display in [`progress`].
+//!
+//! [`run`] parses the arguments and dispatches; [`main`] is the binary's entry
+//! point, which prints an error with its chain of causes and exits 1 for a
+//! failure and 2 for a usage error.
+
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser};
+
+use crate::error::{Error, Result};
+
+pub mod args;
+mod default_run;
+mod eval;
+mod figure;
+pub mod progress;
+mod sample;
+mod toy;
+mod train;
+
+use args::{Cli, Command};
+
+/// Where the default run and `ddpm train` write, and where the model commands
+/// look for a checkpoint.
+pub const DEFAULT_OUT: &str = "runs/default";
+
+/// Runs the program on its arguments (without the program name). `--help` and
+/// `--version` print and return `Ok`.
+pub fn run(args: &[String]) -> Result<()> {
+    let argv = std::iter::once("ddpm".to_string()).chain(args.iter().cloned());
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: not an error.
+            print!("{e}");
+            return Ok(());
+        }
+        Err(e) => return Err(Error::Usage(e.render().to_string().trim_end().to_string())),
+    };
+    if let Some(n) = cli.threads {
+        // A second call in one process (tests) keeps the first pool; say so only
+        // if it differs.
+        if rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .is_err()
+            && rayon::current_num_threads() != n
+        {
+            return Err(Error::usage(format!(
+                "--threads {n}: the thread pool was already started with {} threads",
+                rayon::current_num_threads()
+            )));
+        }
+    }
+    match cli.command {
+        None => default_run::run(),
+        Some(Command::Train(a)) => train::run(&a),
+        Some(Command::Sample(a)) => sample::run(&a),
+        Some(Command::Eval(a)) => eval::run(&a),
+        Some(Command::Figure(a)) => figure::run(&a),
+        Some(Command::Toy(a)) => toy::run(&a),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "ddpm", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// The binary's `main`: runs the program on the process's arguments and exits
+/// with 0, 1 (a failure while running) or 2 (a usage error), printing the error
+/// and its causes.
+pub fn main() -> ! {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("ddpm: {}", e.chain());
+            std::process::exit(if e.is_usage() { 2 } else { 1 });
+        }
+    }
+}
+
+/// `--checkpoint`, or the default run's checkpoint.
+fn checkpoint_or_default(checkpoint: &Option<PathBuf>) -> PathBuf {
+    checkpoint
+        .clone()
+        .unwrap_or_else(|| crate::checkpoint::checkpoint_path(Path::new(DEFAULT_OUT)))
+}
+
+/// `--out`, or the directory of the checkpoint `ckpt`.
+fn out_or_beside(out: &Option<PathBuf>, ckpt: &Path) -> PathBuf {
+    out.clone()
+        .unwrap_or_else(|| ckpt.parent().unwrap_or(Path::new(".")).to_path_buf())
+}
+
+/// Creates the directory `dir` (and its parents).
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
