@@ -24,18 +24,16 @@ use crate::eval;
 /// (`ddpm train` keeps the spec's defaults).
 const TRAIN_FLAGS: [&str; 6] = ["--config", "mnist-tiny", "--lr", "1e-3", "--warmup", "200"];
 
-/// The first of `runs/default`, `runs/default-2`, ... that holds no training run.
-pub fn fresh_out_dir() -> PathBuf {
+/// The first of `base`, `base-2`, `base-3`, ... that holds no training run.
+pub fn fresh_out_dir(base: &Path) -> PathBuf {
     let holds_run = |dir: &Path| {
         crate::checkpoint::checkpoint_path(dir).exists() || dir.join(crate::losslog::LOSS_FILE).exists()
     };
-    (1..)
-        .map(|i| match i {
-            1 => PathBuf::from(DEFAULT_OUT),
-            i => PathBuf::from(format!("{DEFAULT_OUT}-{i}")),
-        })
-        .find(|d| !holds_run(d))
-        .expect("an unbounded sequence has a free name")
+    let name = |i: u64| match i {
+        1 => base.to_path_buf(),
+        i => PathBuf::from(format!("{}-{i}", base.display())),
+    };
+    (1..).map(name).find(|d| !holds_run(d)).expect("an unbounded sequence has a free name")
 }
 
 /// Parses `args` as a `ddpm` command line (the subcommand first).
@@ -47,7 +45,7 @@ fn parse(args: &[&str]) -> Result<Command> {
 
 /// `ddpm` with no arguments.
 pub fn run() -> Result<()> {
-    let out = fresh_out_dir();
+    let out = fresh_out_dir(Path::new(DEFAULT_OUT));
     let out_flag = out.to_string_lossy().into_owned();
     let mut train_args = vec!["train"];
     train_args.extend(TRAIN_FLAGS);

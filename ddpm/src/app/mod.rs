@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use crate::error::{Error, Result};
 
 pub mod args;
-mod default_run;
+pub mod default_run;
 mod eval;
 mod figure;
 pub mod progress;
