@@ -180,14 +180,6 @@ impl ToyModel {
 }
 
 impl Module for ToyModel {
-    /// The model needs time steps: use [`ToyModel::forward`].
-    fn forward(&self, _x: &Var) -> Result<Var> {
-        Err(TensorError::InvalidArgument {
-            op: "ToyModel",
-            msg: "the toy model needs time steps: call ToyModel::forward(x, t)".into(),
-        })
-    }
-
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
         for (i, (l, t)) in self.layers.iter().zip(&self.time).enumerate() {
             l.collect_parameters(&join(prefix, &format!("layers.{i}")), out);
