@@ -15,12 +15,25 @@
 //! entry has used it; only leaves (parameters) keep their gradients. The tape is
 //! emptied by `backward`, or by [`clear_tape`] when a forward pass is abandoned.
 //!
+//! Misuse is an error, not a silent no-op. Because `backward` empties the tape,
+//! the graph behind a value can be gone: a second `backward` on the same loss,
+//! one after [`clear_tape`], one on loss A after loss B's `backward` consumed the
+//! tape they shared, or a value built after a `backward` from an intermediate of
+//! the consumed pass. Before it runs anything, `backward` checks that every op
+//! the value depends on is still on the tape, and otherwise returns an error that
+//! says so and leaves the tape and every gradient as they were. (To train on
+//! several losses, sum them and call `backward` once.) Two other cases are not
+//! consumption: a leaf has no graph, so `backward` on it just adds the seed to
+//! its gradient, every time; and a constant (data, a detached value, anything
+//! computed under [`no_grad`]) has nothing to differentiate, which `Var::backward`
+//! reports as an error of its own, since a loss that reaches no parameter is a bug.
+//!
 //! There is one tape per thread. The engine's parallelism lives inside the
 //! tensor kernels, so the tape itself is only ever touched by the thread that
 //! builds the model's forward pass.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use tensor::{Result, Tensor, TensorError};
@@ -124,14 +137,48 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the op producing `root`, and every op before it that `root`
+/// depends on, is still on the tape: the same reverse walk as `backward_from`,
+/// following ids instead of gradients. A non-leaf id left waiting at the end is
+/// one whose op an earlier `backward` or [`clear_tape`] removed.
+fn check_graph(entries: &[Entry], root: NodeId) -> Result<()> {
+    let mut waiting: HashSet<NodeId> = HashSet::from([root]);
+    for entry in entries.iter().rev() {
+        if waiting.remove(&entry.output) {
+            let inner = entry.inputs.iter().flatten().filter(|i| i.leaf.is_none());
+            waiting.extend(inner.map(|i| i.id));
+        }
+    }
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let what = if waiting.contains(&root) {
+        "the graph of this value was"
+    } else {
+        "part of the graph of this value (an intermediate it was computed from) was"
+    };
+    Err(TensorError::InvalidArgument {
+        op: "backward",
+        msg: format!(
+            "{what} already consumed by an earlier backward() or clear_tape(); recompute the \
+             forward pass, or sum the losses and call backward() once"
+        ),
+    })
+}
+
 /// Back-propagates from node `root`, whose gradient is `seed`, through the whole
 /// tape, then empties the tape. Leaves reached get their gradients added to
-/// their cells.
+/// their cells. Fails, changing nothing, when part of `root`'s graph is no longer
+/// on the tape (see the module doc).
 pub(crate) fn backward_from(root: NodeId, root_leaf: Option<&GradCell>, seed: Tensor) -> Result<()> {
     if let Some(cell) = root_leaf {
         return accumulate(&mut cell.borrow_mut(), seed);
     }
-    let entries = TAPE.with(|t| std::mem::take(&mut t.borrow_mut().entries));
+    let entries = TAPE.with(|t| {
+        let mut tape = t.borrow_mut();
+        check_graph(&tape.entries, root)?;
+        Ok::<_, TensorError>(std::mem::take(&mut tape.entries))
+    })?;
     let mut grads: HashMap<NodeId, Tensor> = HashMap::new();
     grads.insert(root, seed);
     for entry in entries.into_iter().rev() {

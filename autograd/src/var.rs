@@ -120,6 +120,13 @@ impl Var {
 
     /// Back-propagates from this scalar (one-element) value: every leaf it depends
     /// on gets `d self / d leaf` added to its gradient. Empties the tape.
+    ///
+    /// # Errors
+    ///
+    /// Fails, and changes nothing, when the value is not a scalar, when it is a
+    /// constant (nothing needs a gradient), or when its graph was already consumed
+    /// by an earlier `backward` or [`crate::clear_tape`] (see [`crate::tape`]). On
+    /// a leaf it succeeds every time, adding 1 to the leaf's gradient.
     pub fn backward(&self) -> Result<()> {
         if self.value.numel() != 1 {
             return Err(TensorError::InvalidArgument {
@@ -134,12 +141,16 @@ impl Var {
     }
 
     /// Back-propagates with `seed` as the gradient of this value (a vector-Jacobian
-    /// product). Empties the tape.
+    /// product). Empties the tape. Fails as [`Var::backward`] does, or when the
+    /// seed's shape is not the value's.
     pub fn backward_with(&self, seed: Tensor) -> Result<()> {
         let Some(node) = &self.node else {
             return Err(TensorError::InvalidArgument {
                 op: "backward",
-                msg: "the value does not depend on anything that needs a gradient".into(),
+                msg: "the value does not depend on anything that needs a gradient (it is a \
+                      constant, a detached value, or was computed under no_grad); build the loss \
+                      from Parameter::var() or Var::leaf() outside no_grad"
+                    .into(),
             });
         };
         if seed.shape() != self.shape() {

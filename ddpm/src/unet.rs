@@ -311,14 +311,6 @@ impl UNet {
 }
 
 impl Module for UNet {
-    /// Unconditional forward is not meaningful without `t`: use [`UNet::forward`].
-    fn forward(&self, _x: &Var) -> Result<Var> {
-        Err(TensorError::InvalidArgument {
-            op: "UNet",
-            msg: "the U-Net needs time steps: call UNet::forward(x, t, labels)".into(),
-        })
-    }
-
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
         for (i, d) in self.temb_dense.iter().enumerate() {
             d.collect_parameters(&join(prefix, &format!("temb.dense.{i}")), out);

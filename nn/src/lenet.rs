@@ -60,14 +60,14 @@ impl LeNet {
         let b = h.shape()[0];
         Ok(self.fc1.forward(&h.reshape(&[b, 64 * 7 * 7])?)?.relu())
     }
+
+    /// The `[B, 10]` logits.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        self.fc2.forward(&self.features(x)?)
+    }
 }
 
 impl Module for LeNet {
-    /// The `[B, 10]` logits.
-    fn forward(&self, x: &Var) -> Result<Var> {
-        self.fc2.forward(&self.features(x)?)
-    }
-
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
         self.conv1.collect_parameters(&join(prefix, "conv1"), out);
         self.conv2.collect_parameters(&join(prefix, "conv2"), out);

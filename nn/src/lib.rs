@@ -1,6 +1,7 @@
 //! Neural-network building blocks on top of `autograd`.
 //!
-//! - [`Module`]: a forward pass plus hierarchically named parameters.
+//! - [`Module`]: hierarchically named parameters and a training switch (each
+//!   layer's forward pass is its own inherent method).
 //! - [`layers`]: `Linear`, `Conv2d`, `GroupNorm`, `SiLU`, `Dropout`,
 //!   `SelfAttention`, `Upsample`, `Embedding`.
 //! - [`init`]: Kaiming-uniform, variance-scaling and zero initialisers.

@@ -1,16 +1,20 @@
-//! The `Module` trait: something with a forward pass and named parameters.
+//! The `Module` trait: something with named parameters (and, maybe, a training
+//! mode).
+//!
+//! The trait is parameter visiting only, as burn's is; each layer's forward pass
+//! is an inherent method with the signature it needs: `Linear::forward(&Var)`,
+//! `Embedding::forward(&[usize])`, the U-Net's `forward(x, t, labels)`. A single
+//! `forward(&Var)` in the trait would force models that need more inputs to
+//! implement a method they can only refuse.
 //!
 //! Parameter names are hierarchical and dot-separated, built by each module
 //! prefixing its children's names with the field name it keeps them under:
 //! `down.0.block.1.conv2.weight`. These are the names checkpoints use.
 
-use autograd::{Parameter, Result, Var};
+use autograd::Parameter;
 
-/// A layer or a network of layers.
+/// A layer or a network of layers, seen as the parameters it holds.
 pub trait Module {
-    /// The forward pass on one input.
-    fn forward(&self, x: &Var) -> Result<Var>;
-
     /// Appends this module's parameters to `out`, each name prefixed with `prefix`.
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>);
 

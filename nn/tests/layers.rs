@@ -190,6 +190,10 @@ fn embedding_and_upsample() {
     let table = e.weight.value().to_vec();
     assert_eq!(rows, [&table[12..15], &table[0..3], &table[12..15]].concat());
     assert!(e.forward(&[5]).is_err());
+    // A Module now that the trait has no single-input forward to refuse.
+    let names: Vec<String> = e.parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["weight"]);
+    assert_eq!(e.num_parameters(), 15);
     let up = Upsample { scale: 2 }
         .forward(&Var::constant(random(&[1, 1, 2, 2], 1)))
         .unwrap();

@@ -13,20 +13,28 @@ use tensor::{math, Tensor};
 
 use crate::Var;
 
-/// Which tensor the derivative is written in.
-enum From {
+/// Which tensor the derivative is written in, and so which one the tape keeps.
+enum Saved {
+    /// Keep `x`: `f'` is written in the input.
     Input,
+    /// Keep `y`: `f'` is written in the output.
     Output,
 }
 
 impl Var {
-    /// Records `y = f(x)` with `dx = g * d(v)`, where `v` is `x` or `y` as `from`
+    /// Records `y = f(x)` with `dx = g * d(v)`, where `v` is `x` or `y` as `keep`
     /// says. `d` is a generic closure (not a function pointer), so it is inlined
     /// into the single `g`-and-`v` loop and vectorised.
-    fn unary(&self, op: &'static str, y: Tensor, from: From, d: impl Fn(f32) -> f32 + Sync + 'static) -> Var {
-        let saved = match from {
-            From::Input => self.value().clone(),
-            From::Output => y.clone(),
+    fn unary(
+        &self,
+        op: &'static str,
+        y: Tensor,
+        keep: Saved,
+        d: impl Fn(f32) -> f32 + Sync + 'static,
+    ) -> Var {
+        let saved = match keep {
+            Saved::Input => self.value().clone(),
+            Saved::Output => y.clone(),
         };
         Var::from_op(y, op, &[self], move |g| {
             Ok(vec![Some(g.zip_map(&saved, op, |g, v| g * d(v))?)])
@@ -35,44 +43,46 @@ impl Var {
 
     /// `e^x`.
     pub fn exp(&self) -> Var {
-        self.unary("exp", self.value().exp(), From::Output, |y| y)
+        self.unary("exp", self.value().exp(), Saved::Output, |y| y)
     }
 
     /// The natural logarithm.
     pub fn log(&self) -> Var {
-        self.unary("log", self.value().log(), From::Input, |x| 1.0 / x)
+        self.unary("log", self.value().log(), Saved::Input, |x| 1.0 / x)
     }
 
     /// The square root.
     pub fn sqrt(&self) -> Var {
-        self.unary("sqrt", self.value().sqrt(), From::Output, |y| 0.5 / y)
+        self.unary("sqrt", self.value().sqrt(), Saved::Output, |y| 0.5 / y)
     }
 
     /// `x * x`.
     pub fn square(&self) -> Var {
-        self.unary("square", self.value().square(), From::Input, |x| 2.0 * x)
+        self.unary("square", self.value().square(), Saved::Input, |x| 2.0 * x)
     }
 
     /// `x ^ p` for a constant `p`.
     pub fn powf(&self, p: f32) -> Var {
-        self.unary("powf", self.value().powf(p), From::Input, move |x| {
+        self.unary("powf", self.value().powf(p), Saved::Input, move |x| {
             p * x.powf(p - 1.0)
         })
     }
 
     /// The hyperbolic tangent.
     pub fn tanh(&self) -> Var {
-        self.unary("tanh", self.value().tanh(), From::Output, |y| 1.0 - y * y)
+        self.unary("tanh", self.value().tanh(), Saved::Output, |y| 1.0 - y * y)
     }
 
     /// The logistic function.
     pub fn sigmoid(&self) -> Var {
-        self.unary("sigmoid", self.value().sigmoid(), From::Output, |y| y * (1.0 - y))
+        self.unary("sigmoid", self.value().sigmoid(), Saved::Output, |y| {
+            y * (1.0 - y)
+        })
     }
 
     /// SiLU (swish), `x * sigmoid(x)`: the U-Net's activation.
     pub fn silu(&self) -> Var {
-        self.unary("silu", self.value().silu(), From::Input, |x| {
+        self.unary("silu", self.value().silu(), Saved::Input, |x| {
             let s = math::sigmoid(x);
             s * (1.0 + x * (1.0 - s))
         })
@@ -80,7 +90,7 @@ impl Var {
 
     /// `max(x, 0)`.
     pub fn relu(&self) -> Var {
-        self.unary("relu", self.value().relu(), From::Input, |x| {
+        self.unary("relu", self.value().relu(), Saved::Input, |x| {
             if x > 0.0 {
                 1.0
             } else {
@@ -91,7 +101,7 @@ impl Var {
 
     /// `|x|` (gradient 0 at 0).
     pub fn abs(&self) -> Var {
-        self.unary("abs", self.value().abs(), From::Input, |x| {
+        self.unary("abs", self.value().abs(), Saved::Input, |x| {
             if x > 0.0 {
                 1.0
             } else if x < 0.0 {

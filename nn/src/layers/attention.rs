@@ -49,10 +49,10 @@ impl SelfAttention {
             proj_out: nin(Init::Zeros),
         })
     }
-}
 
-impl Module for SelfAttention {
-    fn forward(&self, x: &Var) -> Result<Var> {
+    /// `x + proj_out(attention(norm(x)))` for `x` `[B, C, H, W]`; other ranks are an
+    /// error.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
         let &[b, c, h, w] = x.shape() else {
             return Err(TensorError::InvalidArgument {
                 op: "SelfAttention",
@@ -70,7 +70,9 @@ impl Module for SelfAttention {
         let out = v.matmul(&weights.transpose(1, 2)?)?.reshape(&[b, c, h, w])?;
         x.add(&self.proj_out.forward(&out)?)
     }
+}
 
+impl Module for SelfAttention {
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
         self.norm.collect_parameters(&join(prefix, "norm"), out);
         self.q.collect_parameters(&join(prefix, "q"), out);

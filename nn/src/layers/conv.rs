@@ -42,13 +42,14 @@ impl Conv2d {
             params,
         }
     }
+
+    /// The convolution of `[B, in, H, W]` plus the bias: `[B, out, H', W']`.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        x.conv2d(&self.weight.var(), Some(&self.bias.var()), self.params)
+    }
 }
 
 impl Module for Conv2d {
-    fn forward(&self, x: &Var) -> Result<Var> {
-        x.conv2d(&self.weight.var(), Some(&self.bias.var()), self.params)
-    }
-
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
         out.push((join(prefix, "weight"), self.weight.clone()));
         out.push((join(prefix, "bias"), self.bias.clone()));

@@ -4,7 +4,7 @@ use autograd::{Parameter, Result, Var};
 use rand::Rng;
 use tensor::Tensor;
 
-use crate::module::join;
+use crate::module::{join, Module};
 
 /// A `[count, dim]` table; row `i` is the vector of index `i`.
 pub struct Embedding {
@@ -26,9 +26,10 @@ impl Embedding {
     pub fn forward(&self, indices: &[usize]) -> Result<Var> {
         self.weight.var().index_select(0, indices)
     }
+}
 
-    /// Appends `prefix.weight`.
-    pub fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
+impl Module for Embedding {
+    fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
         out.push((join(prefix, "weight"), self.weight.clone()));
     }
 }

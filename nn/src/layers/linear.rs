@@ -28,14 +28,15 @@ impl Linear {
             bias: Parameter::new(bias),
         }
     }
-}
 
-impl Module for Linear {
-    fn forward(&self, x: &Var) -> Result<Var> {
+    /// `x W^T + b` over the last axis: `[..., in]` -> `[..., out]`.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
         let wt = self.weight.var().transpose(0, 1)?;
         x.matmul(&wt)?.add(&self.bias.var())
     }
+}
 
+impl Module for Linear {
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
         out.push((join(prefix, "weight"), self.weight.clone()));
         out.push((join(prefix, "bias"), self.bias.clone()));

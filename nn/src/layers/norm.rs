@@ -36,13 +36,14 @@ impl GroupNorm {
             bias: Parameter::new(Tensor::zeros(&[channels])),
         })
     }
+
+    /// The normalised, scaled and shifted `x`, same shape.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        x.group_norm(self.groups, &self.weight.var(), &self.bias.var(), self.eps)
+    }
 }
 
 impl Module for GroupNorm {
-    fn forward(&self, x: &Var) -> Result<Var> {
-        x.group_norm(self.groups, &self.weight.var(), &self.bias.var(), self.eps)
-    }
-
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {
         out.push((join(prefix, "weight"), self.weight.clone()));
         out.push((join(prefix, "bias"), self.bias.clone()));

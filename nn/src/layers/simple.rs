@@ -12,11 +12,14 @@ use crate::module::Module;
 /// SiLU (swish), `x * sigmoid(x)`.
 pub struct SiLU;
 
-impl Module for SiLU {
-    fn forward(&self, x: &Var) -> Result<Var> {
+impl SiLU {
+    /// `x * sigmoid(x)`.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
         Ok(x.silu())
     }
+}
 
+impl Module for SiLU {
     fn collect_parameters(&self, _prefix: &str, _out: &mut Vec<(String, Parameter)>) {}
 }
 
@@ -53,17 +56,19 @@ impl Dropout {
     pub fn set_rng(&self, rng: StdRng) {
         *self.rng.borrow_mut() = rng;
     }
-}
 
-impl Module for Dropout {
-    fn forward(&self, x: &Var) -> Result<Var> {
+    /// Zeroes each element with probability `p` and scales the rest by `1 / (1 - p)` while
+    /// training; the identity in evaluation.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
         if self.training.get() && self.p > 0.0 {
             x.dropout(self.p, &mut *self.rng.borrow_mut())
         } else {
             Ok(x.clone())
         }
     }
+}
 
+impl Module for Dropout {
     fn collect_parameters(&self, _prefix: &str, _out: &mut Vec<(String, Parameter)>) {}
 
     fn set_training(&self, training: bool) {
@@ -77,10 +82,13 @@ pub struct Upsample {
     pub scale: usize,
 }
 
-impl Module for Upsample {
-    fn forward(&self, x: &Var) -> Result<Var> {
+impl Upsample {
+    /// Each pixel repeated `scale x scale` times: `[B, C, H, W]` -> `[B, C, sH, sW]`.
+    pub fn forward(&self, x: &Var) -> Result<Var> {
         x.upsample_nearest2d(self.scale)
     }
+}
 
+impl Module for Upsample {
     fn collect_parameters(&self, _prefix: &str, _out: &mut Vec<(String, Parameter)>) {}
 }

@@ -1,13 +1,19 @@
-//! Optimisers and the training-loop helpers around them.
+//! Optimisers and the training-loop helpers around them: SGD and Adam(W), plus
+//! gradient clipping (`clip`), a learning-rate schedule (`lr`) and an EMA of the
+//! weights (`ema`).
 
 mod adam;
-mod extras;
+mod clip;
+mod ema;
+mod lr;
 mod sgd;
 
 use autograd::{Parameter, Result};
 
 pub use adam::Adam;
-pub use extras::{clip_grad_norm, Ema, LrSchedule};
+pub use clip::clip_grad_norm;
+pub use ema::Ema;
+pub use lr::LrSchedule;
 pub use sgd::Sgd;
 
 /// Something that updates parameters from their gradients.

@@ -1,69 +1,9 @@
-//! What a training loop adds around the optimiser: gradient-norm clipping, a
-//! learning-rate schedule, and an exponential moving average of the weights.
+//! An exponential moving average of the weights: sampling from the average
+//! rather than the last step's weights smooths out the noise of the
+//! individual optimiser steps.
 
 use autograd::{Parameter, Result};
 use tensor::{Tensor, TensorError};
-
-/// Scales all gradients together so that their global L2 norm is at most
-/// `max_norm`; returns the norm before clipping (NaN or infinite if any gradient
-/// is, and then nothing is scaled: the caller should stop).
-///
-/// `norm = sqrt(sum over parameters of sum(g^2))`; if `norm > max_norm`, every
-/// `g <- g * max_norm / norm`: the direction is kept, only the step shrinks.
-pub fn clip_grad_norm(params: &[Parameter], max_norm: f32) -> Result<f32> {
-    let grads: Vec<Option<Tensor>> = params.iter().map(Parameter::grad).collect();
-    let sq: f64 = grads
-        .iter()
-        .flatten()
-        .map(|g| g.to_vec().iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-        .sum();
-    let norm = sq.sqrt() as f32;
-    if norm.is_finite() && norm > max_norm {
-        let scale = max_norm / (norm + 1e-6);
-        for (p, g) in params.iter().zip(grads) {
-            if let Some(g) = g {
-                p.set_grad(Some(g.mul_scalar(scale)))?;
-            }
-        }
-    }
-    Ok(norm)
-}
-
-/// Linear warm-up from 0 to `base` over `warmup` steps, then (when `total` is
-/// set) cosine decay to `min` at step `total`, else constant:
-///
-/// ```text
-/// lr(s) = base (s + 1) / warmup                                  s < warmup
-/// lr(s) = min + (base - min) (1 + cos(pi q)) / 2,  q = (s - warmup) / (total - warmup)
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LrSchedule {
-    /// The peak learning rate.
-    pub base: f32,
-    /// Warm-up steps (0 for none).
-    pub warmup: u64,
-    /// The step at which the cosine reaches `min`; `None` for no decay.
-    pub total: Option<u64>,
-    /// The final learning rate of the cosine.
-    pub min: f32,
-}
-
-impl LrSchedule {
-    /// The learning rate at step `step` (counting from 0).
-    pub fn at(&self, step: u64) -> f32 {
-        if step < self.warmup {
-            return self.base * (step + 1) as f32 / self.warmup as f32;
-        }
-        match self.total {
-            Some(total) if total > self.warmup => {
-                let q = ((step - self.warmup) as f64 / (total - self.warmup) as f64).min(1.0);
-                let cos = 0.5 * (1.0 + (std::f64::consts::PI * q).cos());
-                self.min + (self.base - self.min) * cos as f32
-            }
-            _ => self.base,
-        }
-    }
-}
 
 /// An exponential moving average of parameters, for sampling with smoothed
 /// weights. At the n-th update (n = 0, 1, ...), with `p` the current weights:
