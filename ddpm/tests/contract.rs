@@ -33,7 +33,10 @@ fn program(args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .expect("the ddpm binary runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn cosine_run(name: &str) -> TempDir {
@@ -64,7 +67,15 @@ fn both_weight_files_record_the_whole_contract() {
         let (_, contract) = load_model(&out.join(file), None, Weights::Ema).unwrap();
         assert_eq!(contract, want, "{file}");
         let meta = nn::safetensors::load(&out.join(file)).unwrap().metadata().clone();
-        for key in ["config", "num_classes", "variance", "schedule", "cosine_s", "diffusion_steps", "objective"] {
+        for key in [
+            "config",
+            "num_classes",
+            "variance",
+            "schedule",
+            "cosine_s",
+            "diffusion_steps",
+            "objective",
+        ] {
             assert!(meta.contains_key(key), "{file} lacks {key}");
         }
         assert_eq!(meta["objective"], Objective::Eps.name());
@@ -72,7 +83,10 @@ fn both_weight_files_record_the_whole_contract() {
     // A file without the new keys reads as linear, T = 1000, eps.
     let old = std::collections::BTreeMap::from([("config".to_string(), "mnist-tiny".to_string())]);
     let c = Contract::from_metadata(&old, None).unwrap();
-    assert_eq!((c.schedule, c.diffusion_steps, c.objective), (BetaSchedule::LINEAR, 1000, Objective::Eps));
+    assert_eq!(
+        (c.schedule, c.diffusion_steps, c.objective),
+        (BetaSchedule::LINEAR, 1000, Objective::Eps)
+    );
 }
 
 #[test]
@@ -86,7 +100,20 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
     let scratch = temp_dir("contract-ref");
 
     // sample: DDIM, 2 steps, seed 3.
-    run(&["sample", "--checkpoint", e, "--sampler", "ddim", "--steps", "2", "--n", "4", "--seed", "3"]).unwrap();
+    run(&[
+        "sample",
+        "--checkpoint",
+        e,
+        "--sampler",
+        "ddim",
+        "--steps",
+        "2",
+        "--n",
+        "4",
+        "--seed",
+        "3",
+    ])
+    .unwrap();
     let draw = |s: &NoiseSchedule| {
         let request = Request {
             sampler: Sampler::Ddim { steps: 2, eta: 0.0 },
@@ -98,11 +125,27 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
         sample(&model, s, request, &mut StdRng::seed_from_u64(3), |_, _| {}).unwrap()
     };
     let got = pixels(&out.join("samples.png"));
-    assert_eq!(got, grid_pixels(&draw(&cosine), 2, &scratch, "c.png"), "sample used another schedule");
+    assert_eq!(
+        got,
+        grid_pixels(&draw(&cosine), 2, &scratch, "c.png"),
+        "sample used another schedule"
+    );
     assert_ne!(got, grid_pixels(&draw(&linear), 2, &scratch, "l.png"));
 
     // figure x0-chain: the same chain, recorded along the way.
-    run(&["figure", "x0-chain", "--checkpoint", e, "--steps", "3", "--n", "2", "--columns", "3"]).unwrap();
+    run(&[
+        "figure",
+        "x0-chain",
+        "--checkpoint",
+        e,
+        "--steps",
+        "3",
+        "--n",
+        "2",
+        "--columns",
+        "3",
+    ])
+    .unwrap();
     let chain_of = |s: &NoiseSchedule| {
         let sampler = Sampler::Ancestral {
             steps: 3,
@@ -118,7 +161,16 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
     assert_ne!(got, grid_pixels(&chain_of(&linear), 3, &scratch, "xl.png"));
 
     // eval --nll on two test images: the printed bound is the cosine one.
-    let (code, stdout) = program(&["eval", "--nll", "--checkpoint", e, "--mnist", MNIST, "--nll-images", "2"]);
+    let (code, stdout) = program(&[
+        "eval",
+        "--nll",
+        "--checkpoint",
+        e,
+        "--mnist",
+        MNIST,
+        "--nll-images",
+        "2",
+    ]);
     assert_eq!(code, 0, "{stdout}");
     // "NLL bound on 2 MNIST test images: 1.234 bits/dim (...)"
     let printed = stdout
@@ -130,7 +182,15 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
         .to_string();
     let bound = |m: &UNet, s: &NoiseSchedule| {
         let x0 = load_mnist(MNIST, Split::Test).unwrap().batch(&[0, 1]).unwrap().0;
-        let b = dataset_bound(m, s, Variance::Beta, &[x0], &mut StdRng::seed_from_u64(0), |_, _| {}).unwrap();
+        let b = dataset_bound(
+            m,
+            s,
+            Variance::Beta,
+            &[x0],
+            &mut StdRng::seed_from_u64(0),
+            |_, _| {},
+        )
+        .unwrap();
         format!("{:.3}", b.total())
     };
     assert_eq!(printed, bound(&model, &cosine), "{stdout}");
@@ -142,23 +202,62 @@ fn resuming_with_contradicting_flags_is_refused_naming_both_values() {
     let out = train_tiny("contract-resume", 1, &[]);
     let o = out.to_str().unwrap();
     let resume = |extra: &[&str]| {
-        let mut args = vec!["train", "--config", "mnist-tiny", "--batch", "2", "--steps", "2", "--resume", "--out", o];
+        let mut args = vec![
+            "train",
+            "--config",
+            "mnist-tiny",
+            "--batch",
+            "2",
+            "--steps",
+            "2",
+            "--resume",
+            "--out",
+            o,
+        ];
         args.extend_from_slice(extra);
         run(&args)
     };
     let cases: [(&[&str], &str); 5] = [
-        (&["--schedule", "cosine"], "schedule: the checkpoint has linear, the flags ask for cosine"),
-        (&["--diffusion-steps", "500"], "diffusion_steps: the checkpoint has 1000, the flags ask for 500"),
-        (&["--learn-sigma"], "variance: the checkpoint has fixed, the flags ask for learned"),
-        (&["--conditional"], "num_classes: the checkpoint has none, the flags ask for 10"),
-        (&["--seed", "4"], "seed: the checkpoint has 0, the flags ask for 4"),
+        (
+            &["--schedule", "cosine"],
+            "schedule: the checkpoint has linear, the flags ask for cosine",
+        ),
+        (
+            &["--diffusion-steps", "500"],
+            "diffusion_steps: the checkpoint has 1000, the flags ask for 500",
+        ),
+        (
+            &["--learn-sigma"],
+            "variance: the checkpoint has fixed, the flags ask for learned",
+        ),
+        (
+            &["--conditional"],
+            "num_classes: the checkpoint has none, the flags ask for 10",
+        ),
+        (
+            &["--seed", "4"],
+            "seed: the checkpoint has 0, the flags ask for 4",
+        ),
     ];
     for (flags, message) in cases {
         let err = resume(flags).unwrap_err();
         assert!(err.contains(message), "{flags:?}: {err}");
     }
-    let err = run(&["train", "--config", "mnist-small", "--steps", "2", "--resume", "--out", o]).unwrap_err();
-    assert!(err.contains("config: the checkpoint has mnist-tiny, the flags ask for mnist-small"), "{err}");
+    let err = run(&[
+        "train",
+        "--config",
+        "mnist-small",
+        "--steps",
+        "2",
+        "--resume",
+        "--out",
+        o,
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains("config: the checkpoint has mnist-tiny, the flags ask for mnist-small"),
+        "{err}"
+    );
     // The flags of the run itself resume it.
     resume(&[]).unwrap();
 }
@@ -171,5 +270,8 @@ fn usage_errors_exit_2_and_failures_exit_1() {
     assert_eq!(code, 1);
     let (code, help) = program(&["sample", "--help"]);
     assert_eq!(code, 0);
-    assert!(help.contains("--steps <N>") && help.contains("[default: ema]"), "{help}");
+    assert!(
+        help.contains("--steps <N>") && help.contains("[default: ema]"),
+        "{help}"
+    );
 }

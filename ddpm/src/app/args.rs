@@ -91,6 +91,7 @@ pub enum ScheduleArg {
 
 /// The flags of `ddpm train`.
 #[derive(Debug, Clone, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// The U-Net config.
     #[arg(long, default_value = "mnist-small", value_parser = CONFIG_NAMES)]
@@ -206,6 +207,7 @@ pub struct SamplingArgs {
 
 /// The flags of `ddpm sample`.
 #[derive(Debug, Clone, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct SampleArgs {
     /// Number of samples.
     #[arg(long, default_value_t = 64, value_parser = count(MAX_SAMPLES))]
@@ -223,6 +225,7 @@ pub struct SampleArgs {
 
 /// The flags of `ddpm eval`.
 #[derive(Debug, Clone, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct EvalArgs {
     /// Samples to generate.
     #[arg(long, default_value_t = 1000, value_parser = count(MAX_SAMPLES))]
@@ -283,6 +286,7 @@ impl FigureKind {
 
 /// The flags of `ddpm figure`.
 #[derive(Debug, Clone, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct FigureArgs {
     /// Which figure.
     #[arg(value_enum)]
@@ -323,6 +327,7 @@ pub struct FigureArgs {
 
 /// The flags of `ddpm toy`.
 #[derive(Debug, Clone, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ToyArgs {
     /// Training steps.
     #[arg(long, default_value_t = 4000, value_parser = count(10_000_000))]

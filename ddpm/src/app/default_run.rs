@@ -33,7 +33,10 @@ pub fn fresh_out_dir(base: &Path) -> PathBuf {
         1 => base.to_path_buf(),
         i => PathBuf::from(format!("{}-{i}", base.display())),
     };
-    (1..).map(name).find(|d| !holds_run(d)).expect("an unbounded sequence has a free name")
+    (1..)
+        .map(name)
+        .find(|d| !holds_run(d))
+        .expect("an unbounded sequence has a free name")
 }
 
 /// Parses `args` as a `ddpm` command line (the subcommand first).
