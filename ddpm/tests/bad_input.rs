@@ -5,12 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use ddpm::app::default_run::fresh_out_dir;
 use ddpm::checkpoint::{checkpoint_path, load_model, Weights};
-use ddpm::config::UNetConfig;
-use ddpm::contract::Contract;
 use ddpm::data::embedded_mnist;
 use ddpm::error::Error;
 use ddpm::train::{train, TrainOptions};
@@ -18,7 +15,7 @@ use nn::safetensors;
 use tensor::Tensor;
 
 mod common;
-use common::{run, temp_dir, train_tiny};
+use common::{run, temp_dir, tiny_options, train_in, train_tiny};
 
 /// Rewrites the weight file `path` with `edit` applied to its tensors and metadata.
 fn edit_file(path: &Path, edit: impl FnOnce(&mut BTreeMap<String, Tensor>, &mut BTreeMap<String, String>)) {
@@ -82,20 +79,7 @@ fn hostile_metadata_is_refused_naming_the_field() {
     // Resuming: counters at u64::MAX would overflow on the next step.
     for key in ["step", "adam_steps", "ema_updates"] {
         edit_file(&ckpt, set(key, "18446744073709551615"));
-        let o = out.to_str().unwrap();
-        let err = run(&[
-            "train",
-            "--config",
-            "mnist-tiny",
-            "--batch",
-            "2",
-            "--steps",
-            "3",
-            "--resume",
-            "--out",
-            o,
-        ])
-        .unwrap_err();
+        let err = train_in(&out, 3, &["--resume"]).unwrap_err();
         assert!(
             err.contains(key) && err.contains("is not an integer in 0..="),
             "{key}: {err}"
@@ -108,21 +92,7 @@ fn hostile_metadata_is_refused_naming_the_field() {
 fn non_finite_or_negative_tensors_are_refused_naming_the_tensor() {
     let out = train_tiny("tensors", 1, &[]);
     let ckpt = checkpoint_path(&out);
-    let o = out.to_str().unwrap();
-    let resume = || {
-        run(&[
-            "train",
-            "--config",
-            "mnist-tiny",
-            "--batch",
-            "2",
-            "--steps",
-            "2",
-            "--resume",
-            "--out",
-            o,
-        ])
-    };
+    let resume = || train_in(&out, 2, &["--resume"]);
     let poison = |name: &'static str, value: f32| {
         move |t: &mut BTreeMap<String, Tensor>, _: &mut BTreeMap<String, String>| {
             let shape = t[name].shape().to_vec();
@@ -236,24 +206,9 @@ fn every_numeric_flag_out_of_range_is_a_usage_error_naming_it() {
 #[test]
 fn a_directory_that_holds_a_run_is_not_overwritten_without_being_asked() {
     let out = train_tiny("twice", 1, &[]);
-    let o = out.to_str().unwrap();
     let csv = std::fs::read(out.join("loss.csv")).unwrap();
     let ckpt = std::fs::read(checkpoint_path(&out)).unwrap();
-    let again = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--config",
-            "mnist-tiny",
-            "--batch",
-            "2",
-            "--steps",
-            "1",
-            "--out",
-            o,
-        ];
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let again = |extra: &[&str]| train_in(&out, 1, extra);
     let err = again(&[]).unwrap_err();
     assert!(
         err.contains("already holds a training run")
@@ -287,18 +242,7 @@ fn a_directory_that_holds_a_run_is_not_overwritten_without_being_asked() {
     assert_eq!(rows, 2, "a fresh log: header and one row");
     // --resume with nothing to resume says so.
     let empty = temp_dir("nothing");
-    let e = empty.to_str().unwrap();
-    let err = run(&[
-        "train",
-        "--config",
-        "mnist-tiny",
-        "--steps",
-        "1",
-        "--resume",
-        "--out",
-        e,
-    ])
-    .unwrap_err();
+    let err = train_in(&empty, 1, &["--resume"]).unwrap_err();
     assert!(
         err.contains("no") && err.contains("checkpoint.safetensors"),
         "{err}"
@@ -313,19 +257,8 @@ fn a_directory_that_holds_a_run_is_not_overwritten_without_being_asked() {
 
 fn options(out: &Path, steps: u64) -> TrainOptions {
     TrainOptions {
-        contract: Contract::new(UNetConfig::named("mnist-tiny").unwrap()),
-        batch: 2,
-        max_steps: Some(steps),
-        time_budget: Some(Duration::from_secs(600)),
-        lr: 1e-3,
-        warmup: 2,
-        clip: 1.0,
-        ema_decay: 0.999,
-        seed: 3,
-        out_dir: out.to_path_buf(),
-        resume: false,
-        overwrite: false,
         checkpoint_every: 2,
+        ..tiny_options(out, steps)
     }
 }
 

@@ -23,7 +23,7 @@ use rand::SeedableRng;
 use tensor::Tensor;
 
 mod common;
-use common::{run, temp_dir, train_tiny, TempDir};
+use common::{run, temp_dir, train_in, train_tiny, TempDir};
 
 const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist");
 
@@ -200,23 +200,7 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
 #[test]
 fn resuming_with_contradicting_flags_is_refused_naming_both_values() {
     let out = train_tiny("contract-resume", 1, &[]);
-    let o = out.to_str().unwrap();
-    let resume = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--config",
-            "mnist-tiny",
-            "--batch",
-            "2",
-            "--steps",
-            "2",
-            "--resume",
-            "--out",
-            o,
-        ];
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let resume = |extra: &[&str]| train_in(&out, 2, &[&["--resume"], extra].concat());
     let cases: [(&[&str], &str); 5] = [
         (
             &["--schedule", "cosine"],
@@ -243,6 +227,7 @@ fn resuming_with_contradicting_flags_is_refused_naming_both_values() {
         let err = resume(flags).unwrap_err();
         assert!(err.contains(message), "{flags:?}: {err}");
     }
+    let o = out.to_str().unwrap();
     let err = run(&[
         "train",
         "--config",

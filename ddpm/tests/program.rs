@@ -2,34 +2,17 @@
 //! loss without losing the last checkpoint, a tiny end-to-end run, bad flags.
 
 use std::path::Path;
-use std::time::Duration;
 
 use ddpm::checkpoint::{checkpoint_path, TrainState};
-use ddpm::config::UNetConfig;
-use ddpm::contract::Contract;
 use ddpm::data::embedded_mnist;
 use ddpm::error::Error;
 use ddpm::train::{train, TrainOptions};
 
 mod common;
-use common::{run, temp_dir, train_tiny};
+use common::{run, temp_dir, tiny_options, train_tiny};
 
 fn options(out: &Path, steps: u64) -> TrainOptions {
-    TrainOptions {
-        contract: Contract::new(UNetConfig::named("mnist-tiny").unwrap()),
-        batch: 2,
-        max_steps: Some(steps),
-        time_budget: Some(Duration::from_secs(600)),
-        lr: 1e-3,
-        warmup: 2,
-        clip: 1.0,
-        ema_decay: 0.999,
-        seed: 7,
-        out_dir: out.to_path_buf(),
-        resume: false,
-        overwrite: false,
-        checkpoint_every: 1,
-    }
+    tiny_options(out, steps)
 }
 
 /// The `loss` column of a run's CSV.

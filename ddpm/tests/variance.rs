@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use tensor::Tensor;
 
 mod common;
-use common::{run, temp_dir, train_tiny};
+use common::{run, temp_dir, train_in, train_tiny};
 
 fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
@@ -284,19 +284,7 @@ fn the_program_trains_resumes_and_samples_with_learned_variances() {
     run(&[&train[..], &["--steps", "1"]].concat()).unwrap();
     // Resuming must keep the variance output; without --learn-sigma it is refused.
     run(&[&train[..], &["--steps", "2", "--resume"]].concat()).unwrap();
-    let plain = [
-        "train",
-        "--config",
-        "mnist-tiny",
-        "--batch",
-        "2",
-        "--steps",
-        "3",
-        "--resume",
-        "--out",
-        o,
-    ];
-    let err = run(&plain).unwrap_err();
+    let err = train_in(&out, 3, &["--resume"]).unwrap_err();
     assert!(err.contains("variance"), "{err}");
     let c = out.join("checkpoint.safetensors");
     let c = c.to_str().unwrap();

@@ -61,10 +61,9 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     ddpm::app::run(&args).map_err(|e| e.chain())
 }
 
-/// Trains mnist-tiny for `steps` steps of batch 2 through the program, with
-/// `extra` flags, into a fresh directory named after `name`; returns it.
-pub fn train_tiny(name: &str, steps: u64, extra: &[&str]) -> TempDir {
-    let out = temp_dir(name);
+/// Trains mnist-tiny for `steps` steps (in total) of batch 2 through the
+/// program into `out`, with `extra` flags (e.g. `--resume`).
+pub fn train_in(out: &Path, steps: u64, extra: &[&str]) -> Result<(), String> {
     let steps = steps.to_string();
     let mut args = vec![
         "train",
@@ -77,6 +76,32 @@ pub fn train_tiny(name: &str, steps: u64, extra: &[&str]) -> TempDir {
     ];
     args.extend_from_slice(extra);
     args.extend(["--out", out.to_str().unwrap()]);
-    run(&args).unwrap();
+    run(&args)
+}
+
+/// [`train_in`] a fresh directory named after `name`; returns it.
+pub fn train_tiny(name: &str, steps: u64, extra: &[&str]) -> TempDir {
+    let out = temp_dir(name);
+    train_in(&out, steps, extra).unwrap();
     out
+}
+
+/// The library's options for a short mnist-tiny run (batch 2, seed 7, a
+/// checkpoint every step) into `out`.
+pub fn tiny_options(out: &Path, steps: u64) -> ddpm::train::TrainOptions {
+    ddpm::train::TrainOptions {
+        contract: ddpm::contract::Contract::new(ddpm::config::UNetConfig::named("mnist-tiny").unwrap()),
+        batch: 2,
+        max_steps: Some(steps),
+        time_budget: Some(std::time::Duration::from_secs(600)),
+        lr: 1e-3,
+        warmup: 2,
+        clip: 1.0,
+        ema_decay: 0.999,
+        seed: 7,
+        out_dir: out.to_path_buf(),
+        resume: false,
+        overwrite: false,
+        checkpoint_every: 1,
+    }
 }
