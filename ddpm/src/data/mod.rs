@@ -1,9 +1,9 @@
 //! Data sets: MNIST-style IDX files, folders of images, and a small embedded MNIST.
 //!
 //! Every loader returns a [`Dataset`]: the images as bytes (`N x C x H x W`,
-//! row-major, 0..=255) plus optional labels. A training loop draws index batches
-//! from a seeded [`Sampler`] and turns them into `[B, C, H, W]` tensors scaled to
-//! [-1, 1] with [`Dataset::batch`]. Samples go back to disk with [`save_grid`] and
+//! row-major, 0..=255) plus optional labels. A training loop draws its own index
+//! batches and turns them into `[B, C, H, W]` tensors scaled to [-1, 1] with
+//! [`Dataset::batch`]. Samples go back to disk with [`save_grid`] and
 //! [`save_png`].
 //!
 //! - [`load_mnist`] / [`load_idx_files`]: MNIST or Fashion-MNIST from a path the
@@ -18,7 +18,6 @@ mod error;
 mod folder;
 mod grid;
 mod idx;
-mod sampler;
 
 pub use embedded::{embedded_mnist, EMBEDDED_PER_CLASS};
 pub use error::{DataError, Result};
@@ -26,7 +25,6 @@ pub use folder::{load_folder, IMAGE_EXTENSIONS};
 pub(crate) use grid::write_atomic;
 pub use grid::{save_grid, save_png, GRID_PADDING, GRID_PAD_VALUE};
 pub use idx::{load_idx_files, load_mnist, Split, MAX_IDX_BYTES, MNIST_CLASSES};
-pub use sampler::Sampler;
 
 use tensor::Tensor;
 
@@ -177,12 +175,6 @@ impl Dataset {
             .as_ref()
             .map(|l| indices.iter().map(|&i| usize::from(l[i])).collect());
         Ok((batch, labels))
-    }
-
-    /// A seeded sampler of shuffled batches of `batch_size` indices over this data
-    /// set (see [`Sampler::new`]).
-    pub fn sampler(&self, batch_size: usize, seed: u64) -> Result<Sampler> {
-        Sampler::new(self.len(), batch_size, seed)
     }
 
     /// Bytes per image.
