@@ -524,3 +524,33 @@ fn save_grid_clamps_and_save_png_writes_one_image() {
     let err = save_png(dir.path().join("no/such/dir/x.png"), &Tensor::zeros(&[1, 4, 4])).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }), "{err:?}");
 }
+
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// PNGs go through `nn::fs::write_atomic`: a failed save names the target and
+/// leaves no temporary file, and a stale one from a killed process is replaced.
+#[test]
+fn png_writes_are_atomic_and_leave_no_temporary_file() {
+    let dir = TempDir::new("atomic");
+    let (x, _) = test_images(2, 1, 3, 3);
+    let taken = dir.path().join("grid.png");
+    fs::create_dir(&taken).unwrap();
+    let err = save_grid(&taken, &x, 2).unwrap_err();
+    assert!(matches!(err, DataError::Io { .. }), "{err:?}");
+    names(&err, &taken);
+    assert_eq!(entries(dir.path()), ["grid.png"]);
+
+    let path = dir.path().join("one.png");
+    fs::write(nn::fs::temp_path(&path), b"half a PNG from a killed process").unwrap();
+    save_png(&path, &x.narrow(0, 0, 1).unwrap().squeeze(0).unwrap()).unwrap();
+    assert_eq!(image::open(&path).unwrap().to_luma8().dimensions(), (3, 3));
+    assert_eq!(entries(dir.path()), ["grid.png", "one.png"]);
+}

@@ -22,7 +22,6 @@ mod idx;
 pub use embedded::{embedded_mnist, EMBEDDED_PER_CLASS};
 pub use error::{DataError, Result};
 pub use folder::{load_folder, IMAGE_EXTENSIONS};
-pub(crate) use grid::write_atomic;
 pub use grid::{save_grid, save_png, GRID_PADDING, GRID_PAD_VALUE};
 pub use idx::{load_idx_files, load_mnist, Split, MAX_IDX_BYTES, MNIST_CLASSES};
 
