@@ -21,7 +21,7 @@ mod idx;
 
 pub use embedded::{embedded_mnist, EMBEDDED_PER_CLASS};
 pub use error::{DataError, Result};
-pub use folder::{load_folder, IMAGE_EXTENSIONS};
+pub use folder::{load_folder, IMAGE_EXTENSIONS, MAX_IMAGE_SIDE};
 pub use grid::{save_grid, save_png, GRID_PADDING, GRID_PAD_VALUE};
 pub use idx::{load_idx_files, load_mnist, Split, MAX_IDX_BYTES, MNIST_CLASSES};
 
@@ -42,9 +42,11 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Wraps `images` (`N x channels x height x width` bytes, row-major) and optional
-    /// `labels` (one per image, each below `num_classes`). `num_classes` must be 0
-    /// when there are no labels, and at most 256 otherwise.
+    /// Wraps `images` (`N x channels x height x width` bytes, row-major, `N >= 1`)
+    /// and optional `labels` (one per image, each below `num_classes`).
+    /// `num_classes` must be 0 when there are no labels, and at most 256 otherwise.
+    /// No data set is empty: the loaders report an empty source, naming it, before
+    /// they get here.
     pub fn new(
         images: Vec<u8>,
         labels: Option<Vec<u8>>,
@@ -68,6 +70,11 @@ impl Dataset {
                 "{} bytes is not a whole number of {channels}x{height}x{width} images",
                 images.len()
             )));
+        }
+        if count == 0 {
+            // Training would have nothing to draw from, and every mean over the
+            // data (evaluation, likelihood) would be 0 / 0.
+            return Err(DataError::argument("a data set needs at least one image"));
         }
         match &labels {
             None if num_classes != 0 => {
@@ -111,7 +118,8 @@ impl Dataset {
         self.images.len() / self.image_len()
     }
 
-    /// True when there are no images.
+    /// True when there are no images: never, for [`Dataset::new`] rejects that
+    /// (the method goes with [`Dataset::len`], as Rust's collections have it).
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
     }
