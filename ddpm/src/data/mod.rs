@@ -8,8 +8,8 @@
 //!
 //! - [`load_mnist`] / [`load_idx_files`]: MNIST or Fashion-MNIST from a path the
 //!   user gives (raw or gzip).
-//! - [`load_folder`]: PNG/JPEG files, grey or RGB, resized and centre-cropped,
-//!   optionally labelled by class sub-folders.
+//! - [`load_folder`]: PNG/JPEG files, grey or RGB, centre-cropped to a square and
+//!   resized, optionally labelled by class sub-folders.
 //! - [`embedded_mnist`]: 10,000 MNIST training images shipped in the binary, so the
 //!   program runs on a fresh machine with no download.
 
