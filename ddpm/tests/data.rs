@@ -9,7 +9,7 @@ mod common;
 use common::TempDir;
 use ddpm::data::{
     embedded_mnist, load_folder, load_idx_files, load_mnist, save_grid, save_png, DataError, Dataset, Split,
-    EMBEDDED_PER_CLASS, GRID_PADDING, GRID_PAD_VALUE, MNIST_CLASSES,
+    EMBEDDED_PER_CLASS, GRID_PADDING, GRID_PAD_VALUE, MAX_IMAGE_SIDE, MNIST_CLASSES,
 };
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -428,6 +428,210 @@ fn folder_errors() {
     names(&err, &nowhere);
 }
 
+// ----- image folders: bad files -----------------------------------------------
+
+/// A PNG chunk: big-endian length, type, data, CRC-32 of type and data.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend(kind);
+    out.extend(data);
+    out.extend(crc.sum().to_be_bytes());
+    out
+}
+
+/// A PNG written chunk by chunk: the signature, IHDR for a `w x h` image of 8-bit
+/// samples of colour type `colour` (0 grey, 3 paletted), the `extra` chunks, an
+/// IDAT holding `rows` (already filtered scanlines) zlib-compressed, and IEND.
+fn png_by_hand(w: u32, h: u32, colour: u8, extra: &[Vec<u8>], rows: &[u8]) -> Vec<u8> {
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, colour, 0, 0, 0]); // bit depth, colour type, deflate, filter, no interlace
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+    z.write_all(rows).unwrap();
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(png_chunk(b"IHDR", &ihdr));
+    extra.iter().for_each(|c| out.extend(c));
+    out.extend(png_chunk(b"IDAT", &z.finish().unwrap()));
+    out.extend(png_chunk(b"IEND", &[]));
+    out
+}
+
+#[test]
+fn hand_made_pngs_decode() {
+    // The helper itself, on valid files: a 2x2 grey image (each row starts with
+    // filter type 0), and a 1x1 paletted one whose palette (one whole entry, 3
+    // bytes) maps index 0 to (10, 20, 30).
+    let dir = TempDir::new("by-hand");
+    dir.write("grey.png", &png_by_hand(2, 2, 0, &[], &[0, 40, 90, 0, 7, 8]));
+    let grey = load_folder(dir.path(), 1, 2).unwrap();
+    assert_eq!(grey.image(0), Some(&[40, 90, 7, 8][..]));
+    let dir = TempDir::new("by-hand");
+    let plte = png_chunk(b"PLTE", &[10, 20, 30]);
+    dir.write("p.png", &png_by_hand(1, 1, 3, &[plte], &[0, 0]));
+    let rgb = load_folder(dir.path(), 3, 1).unwrap();
+    assert_eq!(rgb.image(0), Some(&[10, 20, 30][..]));
+}
+
+/// An 83-byte paletted PNG whose PLTE chunk is 4 bytes long (one entry and a
+/// third) makes the `png` decoder (0.18.1, the newest) index past the palette and
+/// panic; the loader turns the panic into an error that names the file.
+#[test]
+fn a_decoder_panic_is_an_error_naming_the_file() {
+    let dir = image_folder();
+    let plte = png_chunk(b"PLTE", &[10, 20, 30, 40]);
+    let bytes = png_by_hand(1, 1, 3, &[plte], &[0, 0]);
+    assert_eq!(bytes.len(), 83);
+    let bad = dir.write("b2.png", &bytes);
+    for channels in [1, 3] {
+        let err = load_folder(dir.path(), channels, 8).unwrap_err();
+        assert!(matches!(err, DataError::Format { .. }), "{err:?}");
+        names(&err, &bad);
+        assert!(
+            err.to_string()
+                .contains("could not be decoded (the decoder panicked: "),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn corrupt_and_truncated_pngs_are_errors_naming_the_file() {
+    let whole = png_grey(10, 10, |x, y| (x * 20 + y) as u8);
+    for (name, bytes) in [
+        ("cut.png", &whole[..whole.len() / 2]),
+        ("no-end.png", &whole[..whole.len() - 12]), // IEND missing
+        (
+            "garbage.png",
+            &b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDRxxxxxxxxxxxxx"[..],
+        ),
+        ("text.png", &b"just some text"[..]),
+        ("empty.png", &[][..]),
+    ] {
+        let dir = image_folder();
+        let bad = dir.write(name, bytes);
+        let err = load_folder(dir.path(), 1, 8).unwrap_err();
+        assert!(matches!(err, DataError::Image { .. }), "{name}: {err:?}");
+        names(&err, &bad);
+    }
+}
+
+/// A 1 x 5000 strip: only its centre square (one pixel) is resized, so memory is
+/// bounded by the output, not by the long side scaled up (28 x 140,000 before).
+#[test]
+fn a_long_thin_image_is_cropped_to_its_centre_before_resizing() {
+    let dir = TempDir::new("strip");
+    dir.write("strip.png", &png_grey(1, 5000, |_, y| (y / 20) as u8));
+    dir.write("wide.png", &png_grey(5000, 1, |x, _| 255 - (x / 20) as u8));
+    let set = load_folder(dir.path(), 1, 28).unwrap();
+    // Sorted by name: strip (centre row (5000 - 1) / 2 = 2499 -> 124), then wide
+    // (centre column 2499 -> 255 - 124).
+    assert_eq!(set.image(0).unwrap(), &[124; 28 * 28][..]);
+    assert_eq!(set.image(1).unwrap(), &[131; 28 * 28][..]);
+}
+
+/// Sides above the loader's limit are rejected from the header, before anything
+/// is decoded: here a 60000 x 60000 grey PNG (3.6 GB of pixels) of 100 bytes.
+#[test]
+fn oversized_images_are_rejected_from_the_header() {
+    for (w, h) in [(60_000, 60_000), (1, MAX_IMAGE_SIDE + 1), (MAX_IMAGE_SIDE + 1, 2)] {
+        let dir = image_folder();
+        let bad = dir.write("huge.png", &png_by_hand(w, h, 0, &[], &[0, 0]));
+        let err = load_folder(dir.path(), 1, 8).unwrap_err();
+        assert!(matches!(err, DataError::Format { .. }), "{err:?}");
+        names(&err, &bad);
+        assert!(err.to_string().contains(&format!("{w}x{h} pixels")), "{err}");
+    }
+    // The limit itself is accepted.
+    let dir = TempDir::new("edge");
+    dir.write("edge.png", &png_grey(1, MAX_IMAGE_SIDE, |_, _| 9));
+    assert!(load_folder(dir.path(), 1, 4)
+        .unwrap()
+        .images()
+        .iter()
+        .all(|&v| v == 9));
+}
+
+/// A FIFO with an image's name would block the loader forever, and a directory
+/// named like an image is not one: both are errors naming the entry. A symlink
+/// to an image is followed.
+#[cfg(unix)]
+#[test]
+fn only_regular_files_are_read_as_images() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = image_folder();
+    std::os::unix::fs::symlink(dir.path().join("a.png"), dir.path().join("link.png")).unwrap();
+    assert_eq!(load_folder(dir.path(), 1, 4).unwrap().len(), 4);
+
+    let fifo = dir.path().join("pipe.png");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo {} failed", fifo.display());
+    let (tx, rx) = mpsc::channel();
+    let folder = dir.path().to_path_buf();
+    std::thread::spawn(move || tx.send(load_folder(folder, 1, 4)).unwrap());
+    let Ok(result) = rx.recv_timeout(Duration::from_secs(20)) else {
+        // Unblock the reader (opening the write end completes its open) and fail.
+        let _ = fs::OpenOptions::new().write(true).open(&fifo);
+        panic!("load_folder blocked on the FIFO {}", fifo.display());
+    };
+    let err = result.unwrap_err();
+    assert!(matches!(err, DataError::Format { .. }), "{err:?}");
+    names(&err, &fifo);
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    fs::remove_file(&fifo).unwrap();
+
+    let folder = dir.path().join("x.png");
+    fs::create_dir(&folder).unwrap();
+    let err = load_folder(dir.path(), 1, 4).unwrap_err();
+    assert!(matches!(err, DataError::Format { .. }), "{err:?}");
+    names(&err, &folder);
+    assert!(err.to_string().contains("is a directory"), "{err}");
+
+    // The same in a class folder, and for a dangling link.
+    let classes = TempDir::new("classes");
+    classes.write("0/a.png", &png_grey(3, 3, |_, _| 1));
+    fs::create_dir(classes.path().join("1")).unwrap();
+    let folder = classes.path().join("1/y.jpg");
+    fs::create_dir(&folder).unwrap();
+    let err = load_folder(classes.path(), 1, 4).unwrap_err();
+    names(&err, &folder);
+    fs::remove_dir(&folder).unwrap();
+    let dangling = classes.path().join("1/gone.png");
+    std::os::unix::fs::symlink(classes.path().join("nowhere.png"), &dangling).unwrap();
+    let err = load_folder(classes.path(), 1, 4).unwrap_err();
+    assert!(matches!(err, DataError::Io { .. }), "{err:?}");
+    names(&err, &dangling);
+}
+
+#[test]
+fn empty_data_sets_are_errors_naming_the_source() {
+    // An IDX pair that declares zero images (and zero labels), raw and gzip.
+    for gz in [false, true] {
+        let pack = |b: Vec<u8>| if gz { gzip(&b) } else { b };
+        let (dir, i, _) = split_dir(&pack(idx(&[0, 28, 28], &[])), &pack(idx(&[0], &[])));
+        let err = load_mnist(dir.path(), Split::Train).unwrap_err();
+        assert!(matches!(err, DataError::Format { .. }), "{err:?}");
+        names(&err, &i);
+        assert!(err.to_string().contains("holds no images"), "{err}");
+    }
+    // Class folders without a single image between them.
+    let dir = TempDir::new("no-images");
+    fs::create_dir_all(dir.path().join("0")).unwrap();
+    dir.write("1/readme.txt", b"no images here");
+    let err = load_folder(dir.path(), 1, 8).unwrap_err();
+    assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
+    names(&err, dir.path());
+    assert!(err.to_string().contains("holds no images"), "{err}");
+    // And no way round the loaders: an empty Dataset cannot be built.
+    let err = Dataset::new(vec![], None, 1, 2, 2, 0).unwrap_err();
+    assert!(matches!(err, DataError::Argument { .. }), "{err:?}");
+    assert!(Dataset::new(vec![], Some(vec![]), 1, 2, 2, 10).is_err());
+}
+
 // ----- batches and PNG output -------------------------------------------------
 
 #[test]
@@ -523,4 +727,34 @@ fn save_grid_clamps_and_save_png_writes_one_image() {
     assert!(matches!(err, DataError::Argument { .. }), "{err:?}");
     let err = save_png(dir.path().join("no/such/dir/x.png"), &Tensor::zeros(&[1, 4, 4])).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }), "{err:?}");
+}
+
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// PNGs go through `nn::fs::write_atomic`: a failed save names the target and
+/// leaves no temporary file, and a stale one from a killed process is replaced.
+#[test]
+fn png_writes_are_atomic_and_leave_no_temporary_file() {
+    let dir = TempDir::new("atomic");
+    let (x, _) = test_images(2, 1, 3, 3);
+    let taken = dir.path().join("grid.png");
+    fs::create_dir(&taken).unwrap();
+    let err = save_grid(&taken, &x, 2).unwrap_err();
+    assert!(matches!(err, DataError::Io { .. }), "{err:?}");
+    names(&err, &taken);
+    assert_eq!(entries(dir.path()), ["grid.png"]);
+
+    let path = dir.path().join("one.png");
+    fs::write(nn::fs::temp_path(&path), b"half a PNG from a killed process").unwrap();
+    save_png(&path, &x.narrow(0, 0, 1).unwrap().squeeze(0).unwrap()).unwrap();
+    assert_eq!(image::open(&path).unwrap().to_luma8().dimensions(), (3, 3));
+    assert_eq!(entries(dir.path()), ["grid.png", "one.png"]);
 }

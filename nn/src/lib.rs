@@ -9,10 +9,13 @@
 //!   warm-up + cosine learning rates, and an EMA of the weights.
 //! - [`checkpoint`]: a model's named parameters to and from a file.
 //! - [`safetensors`]: checkpoints in the safetensors format, atomic saves.
+//! - [`fs`]: atomic file writes (temporary file, fsync, rename), for every file
+//!   the workspace writes.
 //! - [`lenet`]: a small digit classifier (the MNIST example trains it; the DDPM
 //!   evaluation uses its features).
 
 pub mod checkpoint;
+pub mod fs;
 pub mod init;
 pub mod layers;
 pub mod lenet;

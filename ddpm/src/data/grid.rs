@@ -1,12 +1,11 @@
 //! Writing images in [-1, 1] as PNG files: one image, or a grid of samples.
 //!
 //! Values are clamped to [-1, 1] and mapped back to 0..=255 (the inverse of
-//! [`Dataset::batch`](super::Dataset::batch)'s scaling). Files are written to a
-//! temporary name beside the target and renamed, so a reader (or a crash) never
-//! sees half a PNG.
+//! [`Dataset::batch`](super::Dataset::batch)'s scaling). Files are written with
+//! [`nn::fs::write_atomic`] (a temporary file beside the target, fsync, rename), so
+//! a reader (or a crash) never sees half a PNG.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
@@ -96,31 +95,13 @@ fn write_grid(path: &Path, images: &Tensor, ncols: usize, pad: usize) -> Result<
             path: path.to_path_buf(),
             source,
         })?;
-    write_atomic(path, &png)
+    nn::fs::write_atomic(path, &png).map_err(|e| DataError::io(path, e))
 }
 
 /// Maps [-1, 1] to 0..=255, clamping; NaN becomes 0.
 fn to_u8(v: f32) -> u8 {
     // `as` saturates and sends NaN to 0.
     ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it to `path`
-/// (also used by [`crate::plot`]).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| DataError::argument(format!("{} is not a file path", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp: PathBuf = path.with_file_name(tmp_name);
-    fs::write(&tmp, bytes).map_err(|e| DataError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| {
-        // Best effort: the rename error is the one worth reporting.
-        let _ = fs::remove_file(&tmp);
-        DataError::io(path, e)
-    })
 }
 
 #[cfg(test)]

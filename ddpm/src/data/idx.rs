@@ -84,8 +84,9 @@ pub fn load_idx_files(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Res
     dataset_from_idx(image_array, images, label_array, labels)
 }
 
-/// Builds the data set of an image array and a label array, checking that they
-/// agree; the paths only name the sources in errors.
+/// Builds the data set of an image array and a label array, checking that there
+/// is at least one image and that they agree; the paths only name the sources in
+/// errors.
 pub(crate) fn dataset_from_idx(
     images: IdxArray,
     images_path: &Path,
@@ -97,6 +98,12 @@ pub(crate) fn dataset_from_idx(
         return Err(DataError::format(
             images_path,
             format!("images of {rows}x{cols} pixels: both sides must be positive"),
+        ));
+    }
+    if count == 0 {
+        return Err(DataError::format(
+            images_path,
+            "holds no images (its header declares a count of 0)",
         ));
     }
     if labels.dims[0] != count {

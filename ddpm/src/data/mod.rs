@@ -1,15 +1,15 @@
 //! Data sets: MNIST-style IDX files, folders of images, and a small embedded MNIST.
 //!
 //! Every loader returns a [`Dataset`]: the images as bytes (`N x C x H x W`,
-//! row-major, 0..=255) plus optional labels. A training loop draws index batches
-//! from a seeded [`Sampler`] and turns them into `[B, C, H, W]` tensors scaled to
-//! [-1, 1] with [`Dataset::batch`]. Samples go back to disk with [`save_grid`] and
+//! row-major, 0..=255) plus optional labels. A training loop draws its own index
+//! batches and turns them into `[B, C, H, W]` tensors scaled to [-1, 1] with
+//! [`Dataset::batch`]. Samples go back to disk with [`save_grid`] and
 //! [`save_png`].
 //!
 //! - [`load_mnist`] / [`load_idx_files`]: MNIST or Fashion-MNIST from a path the
 //!   user gives (raw or gzip).
-//! - [`load_folder`]: PNG/JPEG files, grey or RGB, resized and centre-cropped,
-//!   optionally labelled by class sub-folders.
+//! - [`load_folder`]: PNG/JPEG files, grey or RGB, centre-cropped to a square and
+//!   resized, optionally labelled by class sub-folders.
 //! - [`embedded_mnist`]: 10,000 MNIST training images shipped in the binary, so the
 //!   program runs on a fresh machine with no download.
 
@@ -18,15 +18,12 @@ mod error;
 mod folder;
 mod grid;
 mod idx;
-mod sampler;
 
 pub use embedded::{embedded_mnist, EMBEDDED_PER_CLASS};
 pub use error::{DataError, Result};
-pub use folder::{load_folder, IMAGE_EXTENSIONS};
-pub(crate) use grid::write_atomic;
+pub use folder::{load_folder, IMAGE_EXTENSIONS, MAX_IMAGE_SIDE};
 pub use grid::{save_grid, save_png, GRID_PADDING, GRID_PAD_VALUE};
 pub use idx::{load_idx_files, load_mnist, Split, MAX_IDX_BYTES, MNIST_CLASSES};
-pub use sampler::Sampler;
 
 use tensor::Tensor;
 
@@ -45,9 +42,11 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Wraps `images` (`N x channels x height x width` bytes, row-major) and optional
-    /// `labels` (one per image, each below `num_classes`). `num_classes` must be 0
-    /// when there are no labels, and at most 256 otherwise.
+    /// Wraps `images` (`N x channels x height x width` bytes, row-major, `N >= 1`)
+    /// and optional `labels` (one per image, each below `num_classes`).
+    /// `num_classes` must be 0 when there are no labels, and at most 256 otherwise.
+    /// No data set is empty: the loaders report an empty source, naming it, before
+    /// they get here.
     pub fn new(
         images: Vec<u8>,
         labels: Option<Vec<u8>>,
@@ -71,6 +70,11 @@ impl Dataset {
                 "{} bytes is not a whole number of {channels}x{height}x{width} images",
                 images.len()
             )));
+        }
+        if count == 0 {
+            // Training would have nothing to draw from, and every mean over the
+            // data (evaluation, likelihood) would be 0 / 0.
+            return Err(DataError::argument("a data set needs at least one image"));
         }
         match &labels {
             None if num_classes != 0 => {
@@ -114,7 +118,8 @@ impl Dataset {
         self.images.len() / self.image_len()
     }
 
-    /// True when there are no images.
+    /// True when there are no images: never, for [`Dataset::new`] rejects that
+    /// (the method goes with [`Dataset::len`], as Rust's collections have it).
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
     }
@@ -177,12 +182,6 @@ impl Dataset {
             .as_ref()
             .map(|l| indices.iter().map(|&i| usize::from(l[i])).collect());
         Ok((batch, labels))
-    }
-
-    /// A seeded sampler of shuffled batches of `batch_size` indices over this data
-    /// set (see [`Sampler::new`]).
-    pub fn sampler(&self, batch_size: usize, seed: u64) -> Result<Sampler> {
-        Sampler::new(self.len(), batch_size, seed)
     }
 
     /// Bytes per image.

@@ -15,9 +15,9 @@ use std::path::Path;
 
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
+use nn::fs::write_atomic;
 
 use super::font;
-use crate::data::write_atomic;
 
 /// A colour: red, green, blue, 0..=255.
 pub type Rgb = [u8; 3];
@@ -213,9 +213,9 @@ impl Canvas {
         }
     }
 
-    /// Writes the canvas as an RGB PNG: to a temporary file beside `path`, then
-    /// renamed over it, so no reader ever sees half a file. Creates the parent
-    /// directory if needed.
+    /// Writes the canvas as an RGB PNG with [`write_atomic`] (a temporary file
+    /// beside `path`, fsync, rename), so no reader ever sees half a file. Creates
+    /// the parent directory if needed.
     pub fn save_png(&self, path: &Path) -> Result<(), String> {
         let fail =
             |what: &str, e: &dyn std::fmt::Display| format!("cannot write PNG {}: {what}{e}", path.display());

@@ -45,8 +45,8 @@ mod json;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use tensor::Tensor;
@@ -214,7 +214,7 @@ pub fn save<'a, N: AsRef<str>>(
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let bytes = serialize(tensors, metadata)?;
-    write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
+    crate::fs::write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -285,46 +285,6 @@ fn tensor_json(name: &str, shape: &[usize], begin: usize, end: usize) -> String 
     out.push('}');
     out
 }
-
-/// Writes `bytes` to `<path>.tmp`, syncs it and renames it over `path`; removes
-/// the temporary file again when any step fails.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if written.is_err() {
-        // Best effort: the write's own error is the one worth reporting.
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    sync_parent_dir(path);
-    Ok(())
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// Makes the rename itself durable by syncing the directory entry. Best effort:
-/// some file systems refuse to sync a directory, and the new file is in place
-/// (and complete) either way.
-#[cfg(unix)]
-fn sync_parent_dir(path: &Path) {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-}
-
-/// Directories cannot be opened for syncing here; the rename is still atomic.
-#[cfg(not(unix))]
-fn sync_parent_dir(_path: &Path) {}
 
 // ----- reading --------------------------------------------------------------------
 
