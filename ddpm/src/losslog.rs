@@ -10,7 +10,6 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
-use crate::data::write_atomic;
 use crate::error::{Error, Result};
 
 /// The log's file name inside a run's directory.
@@ -85,5 +84,5 @@ pub fn truncate(path: &Path, step: u64) -> Result<()> {
             kept.push_str(line);
         }
     }
-    write_atomic(path, kept.as_bytes()).map_err(Error::from)
+    nn::fs::write_atomic(path, kept.as_bytes()).map_err(|e| Error::io(path, e))
 }
