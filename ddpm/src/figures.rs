@@ -17,7 +17,7 @@ use rand::Rng;
 use tensor::{Tensor, TensorError};
 
 use crate::diffusion::{normal, q_sample};
-use crate::sample::Chain;
+use crate::sample::{Chain, History};
 use crate::schedule::{spaced_steps, NoiseSchedule};
 
 /// Each image of the batch `copies` times: `[n * copies, ...]`, image `r`'s copies
@@ -47,8 +47,9 @@ pub fn x0_chain<R: Rng + ?Sized>(chain: &Chain, x_t: Tensor, columns: usize, rng
     let wanted = spaced_steps(chain.len(), columns); // indices, evenly spaced
     let mut x = x_t;
     let mut shots = Vec::new();
+    let mut history = History::default();
     for i in (0..chain.len()).rev() {
-        let step = chain.step(i, &x, &mut |shape| normal(shape, rng))?;
+        let step = chain.step(i, &x, &mut history, &mut |shape| normal(shape, rng))?;
         if wanted.contains(&i) {
             shots.push(step.x0);
         }
@@ -58,9 +59,17 @@ pub fn x0_chain<R: Rng + ?Sized>(chain: &Chain, x_t: Tensor, columns: usize, rng
 }
 
 /// Runs the chain from index `from` down to the end.
-fn finish<R: Rng + ?Sized>(chain: &Chain, from: usize, mut x: Tensor, rng: &mut R) -> Result<Tensor> {
+fn finish<R: Rng + ?Sized>(
+    chain: &Chain,
+    from: usize,
+    mut x: Tensor,
+    mut history: History,
+    rng: &mut R,
+) -> Result<Tensor> {
     for i in (0..=from).rev() {
-        x = chain.step(i, &x, &mut |shape| normal(shape, rng))?.x;
+        x = chain
+            .step(i, &x, &mut history, &mut |shape| normal(shape, rng))?
+            .x;
     }
     Ok(x)
 }
@@ -84,12 +93,16 @@ pub fn shared_latent<R: Rng + ?Sized>(
     let entries: Vec<usize> = stops.iter().map(|&t| chain.index_at_or_below(t)).collect();
     let mut x = x_t;
     let mut rows = Vec::new();
+    let mut history = History::default();
     for i in (0..chain.len()).rev() {
         if entries.contains(&i) {
-            let samples = finish(chain, i, repeat_rows(&x, copies)?, rng)?;
+            let copied = history.map(|d| repeat_rows(d, copies))?;
+            let samples = finish(chain, i, repeat_rows(&x, copies)?, copied, rng)?;
             rows.push(Tensor::concat(&[&x, &samples], 0)?);
         }
-        x = chain.step(i, &x, &mut |shape| normal(shape, rng))?.x;
+        x = chain
+            .step(i, &x, &mut history, &mut |shape| normal(shape, rng))?
+            .x;
     }
     let refs: Vec<&Tensor> = rows.iter().collect();
     Tensor::concat(&refs, 0)
@@ -132,12 +145,13 @@ pub fn interpolate<R: Rng + ?Sized>(
         .collect::<Result<_>>()?;
     // Row-major [n * lambdas]: every lambda of a row shares the row's noise.
     let mut x = rows_of(&mixes)?;
+    let mut history = History::default();
     for i in (0..=entry).rev() {
         let mut shared = |shape: &[usize]| {
             let per_row = normal(&[n, shape[1], shape[2], shape[3]], rng);
             repeat_rows(&per_row, lambdas).expect("rows below n")
         };
-        x = chain.step(i, &x, &mut shared)?.x;
+        x = chain.step(i, &x, &mut history, &mut shared)?.x;
     }
     let mut rows = Vec::new();
     for r in 0..n {

@@ -117,12 +117,15 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
     let draw = |s: &NoiseSchedule| {
         let request = Request {
             sampler: Sampler::Ddim { steps: 2, eta: 0.0 },
+            spacing: None,
             n: 4,
             batch: 64,
             labels: None,
             guidance: 0.0,
         };
-        sample(&model, s, request, &mut StdRng::seed_from_u64(3), |_, _| {}).unwrap()
+        sample(&model, s, request, &mut StdRng::seed_from_u64(3), |_, _| {})
+            .unwrap()
+            .images
     };
     let got = pixels(&out.join("samples.png"));
     assert_eq!(

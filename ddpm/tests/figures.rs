@@ -5,7 +5,7 @@
 use ddpm::config::UNetConfig;
 use ddpm::diffusion::normal;
 use ddpm::figures::{interpolate, shared_latent, x0_chain};
-use ddpm::sample::{sample_from, Chain, Condition, Sampler, Variance};
+use ddpm::sample::{sample_from, Chain, Condition, History, Sampler, Variance};
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
 use ddpm::unet::UNet;
 use nn::Module;
@@ -92,8 +92,12 @@ fn samples_sharing_x_t_continue_from_it() {
     );
     // Row 1's x_t is x_400: three steps down the chain from x_999.
     let mut x = x_t;
+    let mut history = History::default();
     for i in [5, 4, 3] {
-        x = chain.step(i, &x, &mut |sh| normal(sh, &mut rng(0))).unwrap().x;
+        x = chain
+            .step(i, &x, &mut history, &mut |sh| normal(sh, &mut rng(0)))
+            .unwrap()
+            .x;
     }
     assert_eq!(r[1][0], x.to_vec());
     // With ancestral steps the copies differ.

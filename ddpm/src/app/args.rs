@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::checkpoint::Weights;
 use crate::config::CONFIG_NAMES;
 use crate::contract::MAX_DIFFUSION_STEPS;
-use crate::sample::Variance;
+use crate::sample::{Spacing, Variance};
 
 /// The most images in one training or sampling batch.
 pub const MAX_BATCH: u64 = 4096;
@@ -162,6 +162,17 @@ pub enum SamplerArg {
     Ddpm,
     /// DDIM (Song et al. 2021).
     Ddim,
+    /// DPM-Solver++(2M), multistep, one evaluation a step (Lu et al. 2022).
+    #[value(name = "dpm++2m")]
+    Dpm2m,
+    /// DPM-Solver++(2S), singlestep, two evaluations a step.
+    #[value(name = "dpm++2s")]
+    Dpm2s,
+    /// DPM-Solver++(2M) SDE: stochastic, one evaluation a step.
+    #[value(name = "dpm++2m-sde")]
+    Dpm2mSde,
+    /// Heun's method as in EDM (Karras et al. 2022), 2 steps - 1 evaluations.
+    Heun,
 }
 
 /// The flags of every command that runs a model (`sample`, `eval`, `figure`).
@@ -179,9 +190,12 @@ pub struct SamplingArgs {
     /// The sampler.
     #[arg(long, value_enum, default_value_t = SamplerArg::Ddpm)]
     pub sampler: SamplerArg,
-    /// Denoising steps, at most T [default: 250 for ddpm, 50 for ddim].
+    /// Denoising steps, at most T [default: 250 for ddpm, 50 for ddim, 20 for dpm++*, 10 for heun].
     #[arg(long, value_name = "N", value_parser = count(MAX_DIFFUSION_STEPS as u64))]
     pub steps: Option<usize>,
+    /// How the steps are spread over 0..T [default: uniform for ddpm and ddim, karras for the others].
+    #[arg(long, value_enum)]
+    pub spacing: Option<Spacing>,
     /// DDIM noise, 0 = deterministic.
     #[arg(long, default_value_t = 0.0, value_parser = float_in(0.0, true, 1.0))]
     pub eta: f64,

@@ -72,7 +72,10 @@ fn draw(a: &FigureArgs, loaded: &Loaded) -> Result<(Tensor, usize)> {
         guidance,
     };
     let noise = |n: usize, rng: &mut StdRng| normal(&[n, c.in_ch, c.image_size, c.image_size], rng);
-    let chain = |condition| Chain::new(model, &schedule, loaded.sampler, condition).context("the sampler");
+    let chain = |condition| {
+        Chain::with_spacing(model, &schedule, loaded.sampler, loaded.spacing, condition)
+            .context("the sampler")
+    };
     match a.kind {
         FigureKind::X0Chain => {
             let chain = chain(condition)?;

@@ -14,7 +14,10 @@ use crate::checkpoint::load_model;
 use crate::contract::Contract;
 use crate::data;
 use crate::error::{Context, Error, Result};
-use crate::sample::{sample, Request, Sampler, Variance, DEFAULT_ANCESTRAL_STEPS, DEFAULT_DDIM_STEPS};
+use crate::sample::{
+    sample, DpmMethod, Request, Sampler, Spacing, Variance, DEFAULT_ANCESTRAL_STEPS, DEFAULT_DDIM_STEPS,
+    DEFAULT_DPM_STEPS, DEFAULT_HEUN_STEPS,
+};
 use crate::train::clock;
 use crate::unet::UNet;
 
@@ -27,6 +30,8 @@ pub struct Loaded {
     pub contract: Contract,
     /// The reverse process.
     pub sampler: Sampler,
+    /// How its steps are spread.
+    pub spacing: Spacing,
     /// The output directory.
     pub out: PathBuf,
 }
@@ -41,6 +46,7 @@ pub fn load(a: &SamplingArgs) -> Result<Loaded> {
         model,
         contract,
         sampler,
+        spacing: a.spacing.unwrap_or(sampler.default_spacing()),
         out: out_or_beside(&a.out, &ckpt),
     })
 }
@@ -49,10 +55,12 @@ pub fn load(a: &SamplingArgs) -> Result<Loaded> {
 fn sampler(a: &SamplingArgs, contract: &Contract) -> Result<Sampler> {
     let learned = contract.config.learn_sigma;
     let t = contract.diffusion_steps;
-    let steps = match a.sampler {
-        SamplerArg::Ddpm => a.steps.unwrap_or(DEFAULT_ANCESTRAL_STEPS),
-        SamplerArg::Ddim => a.steps.unwrap_or(DEFAULT_DDIM_STEPS),
-    };
+    let steps = a.steps.unwrap_or(match a.sampler {
+        SamplerArg::Ddpm => DEFAULT_ANCESTRAL_STEPS,
+        SamplerArg::Ddim => DEFAULT_DDIM_STEPS,
+        SamplerArg::Dpm2m | SamplerArg::Dpm2s | SamplerArg::Dpm2mSde => DEFAULT_DPM_STEPS,
+        SamplerArg::Heun => DEFAULT_HEUN_STEPS,
+    });
     if steps > t {
         return Err(Error::usage(format!(
             "--steps {steps}: the model has only T = {t} steps"
@@ -64,7 +72,15 @@ fn sampler(a: &SamplingArgs, contract: &Contract) -> Result<Sampler> {
             steps,
             variance: variance(a.variance, learned)?,
         },
+        SamplerArg::Dpm2m => dpm(steps, DpmMethod::Multistep),
+        SamplerArg::Dpm2s => dpm(steps, DpmMethod::Singlestep),
+        SamplerArg::Dpm2mSde => dpm(steps, DpmMethod::MultistepSde),
+        SamplerArg::Heun => Sampler::Heun { steps },
     })
+}
+
+fn dpm(steps: usize, method: DpmMethod) -> Sampler {
+    Sampler::DpmSolver { steps, method }
 }
 
 /// `--variance`, defaulting to the model's own when it learned them.
@@ -118,6 +134,7 @@ pub fn write_samples(
     let labels = labels(a, &loaded.model, n);
     let request = Request {
         sampler: loaded.sampler,
+        spacing: Some(loaded.spacing),
         n,
         batch: a.batch,
         labels: labels.as_deref(),
@@ -129,11 +146,13 @@ pub fn write_samples(
         display.step(i, total)
     });
     display.finish();
-    let images = images.context("sampling")?;
+    let samples = images.context("sampling")?;
+    let images = samples.images;
     println!(
-        "sampled {n} images in {} ({:.3} s per denoising step)",
+        "sampled {n} images in {} ({:.3} s per denoising step, {} network evaluations per image)",
         clock(display.elapsed()),
-        display.seconds_per_step()
+        display.seconds_per_step(),
+        samples.evaluations
     );
     create_dir(&loaded.out)?;
     let grid = loaded.out.join(grid);

@@ -13,15 +13,29 @@
 //!   x <- sqrt(ab') x0 + sqrt(1 - ab' - sigma^2) eps' + sigma z
 //! ```
 //! With `eta = 0`, DDIM adds no noise: the result depends only on `x_T`.
+//!
+//! The fast solvers (DPM-Solver++ 2M, 2S and 2M SDE, and Heun's method as in
+//! EDM) integrate the probability-flow ODE on the same kept steps, from the
+//! network's prediction of `x_0` ([`solvers`]); [`spacing`] chooses the steps.
+//! A [`Chain`] runs any of them one step at a time, and counts the network
+//! evaluations it made (classifier-free guidance counts two per evaluation: it
+//! runs the conditional and unconditional passes as one doubled batch).
+
+pub mod solvers;
+pub mod spacing;
+
+use std::cell::Cell;
 
 use autograd::{no_grad, Result, Var};
 use rand::Rng;
 use tensor::{Tensor, TensorError};
 
 use crate::diffusion::{normal, posterior_mean, predict_x0};
-use crate::schedule::{spaced_steps, NoiseSchedule};
+use crate::schedule::NoiseSchedule;
 use crate::unet::UNet;
 use crate::variance::{log_variance, split_output};
+use solvers::{dpm2m, dpm2m_sde, dpm2s, heun, midpoint, Point};
+pub use spacing::Spacing;
 
 /// The variance of an ancestral step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,6 +66,30 @@ pub enum Sampler {
         /// 0 for the deterministic sampler, 1 for DDPM-like noise.
         eta: f64,
     },
+    /// DPM-Solver++ (Lu et al. 2022) over `steps` steps.
+    DpmSolver {
+        /// Steps to take.
+        steps: usize,
+        /// Which update.
+        method: DpmMethod,
+    },
+    /// Heun's second-order method in EDM's formulation (Karras et al. 2022),
+    /// `2 steps - 1` evaluations.
+    Heun {
+        /// Steps to take.
+        steps: usize,
+    },
+}
+
+/// The DPM-Solver++ updates ([`solvers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpmMethod {
+    /// 2M: second order from the previous step's prediction, one evaluation a step.
+    Multistep,
+    /// 2S: second order through a midpoint, two evaluations a step.
+    Singlestep,
+    /// 2M SDE: the stochastic multistep variant (fresh noise every step).
+    MultistepSde,
 }
 
 /// The ancestral sampler's default number of steps (on the respaced schedule).
@@ -60,11 +98,29 @@ pub const DEFAULT_ANCESTRAL_STEPS: usize = 250;
 /// DDIM's default number of steps.
 pub const DEFAULT_DDIM_STEPS: usize = 50;
 
+/// The DPM-Solver++ samplers' default number of steps.
+pub const DEFAULT_DPM_STEPS: usize = 20;
+
+/// Heun's default number of steps (`2 * 10 - 1 = 19` evaluations).
+pub const DEFAULT_HEUN_STEPS: usize = 10;
+
 impl Sampler {
     /// The number of steps asked for (the chain takes at most `T`).
     pub fn steps(self) -> usize {
         match self {
-            Sampler::Ancestral { steps, .. } | Sampler::Ddim { steps, .. } => steps,
+            Sampler::Ancestral { steps, .. }
+            | Sampler::Ddim { steps, .. }
+            | Sampler::DpmSolver { steps, .. }
+            | Sampler::Heun { steps } => steps,
+        }
+    }
+
+    /// The spacing this sampler uses unless told otherwise: uniform for the
+    /// DDPM and DDIM samplers (as the papers), Karras for the ODE solvers.
+    pub fn default_spacing(self) -> Spacing {
+        match self {
+            Sampler::Ancestral { .. } | Sampler::Ddim { .. } => Spacing::Uniform,
+            Sampler::DpmSolver { .. } | Sampler::Heun { .. } => Spacing::Karras,
         }
     }
 }
@@ -114,13 +170,20 @@ pub fn predict_eps(
         let (eps, o) = split_output(&out, model.config.learn_sigma)?;
         Ok((eps.value().clone(), o.map(|o| o.value().clone())))
     };
-    let (cond, o) = outputs(labels)?;
     match (labels, model.config.num_classes) {
-        (Some(_), Some(none)) if w != 0.0 => {
-            let unlabelled = vec![none; t.len()];
-            Ok((guided_eps(&cond, &outputs(Some(&unlabelled))?.0, w)?, o))
+        (Some(y), Some(none)) if w != 0.0 => {
+            // One pass on [x; x] with [y; none]: both estimates for one call.
+            let b = t.len();
+            let doubled = Tensor::concat(&[x, x], 0)?;
+            let (t2, y2) = ([t, t].concat(), [y, &vec![none; b]].concat());
+            let out = no_grad(|| model.forward(&Var::constant(doubled), &t2, Some(&y2)))?;
+            let (eps, o) = split_output(&out, model.config.learn_sigma)?;
+            let eps = eps.value();
+            let (cond, uncond) = (eps.narrow(0, 0, b)?, eps.narrow(0, b, b)?);
+            let o = o.map(|o| o.value().narrow(0, 0, b)).transpose()?;
+            Ok((guided_eps(&cond, &uncond, w)?, o))
         }
-        _ => Ok((cond, o)),
+        _ => outputs(labels),
     }
 }
 
@@ -166,6 +229,26 @@ pub struct Step {
     pub x0: Tensor,
 }
 
+/// What a multistep solver carries from one step to the next: the previous
+/// point and its data prediction. Start every chain (or a continuation of one)
+/// with `History::default()`: the first step is then first order.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    previous: Option<(Point, Tensor)>,
+}
+
+impl History {
+    /// The same history with `f` applied to its batch (e.g. rows repeated, to
+    /// continue one chain as several).
+    pub fn map(&self, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<History> {
+        let previous = match &self.previous {
+            Some((p, d)) => Some((*p, f(d)?)),
+            None => None,
+        };
+        Ok(History { previous })
+    }
+}
+
 /// A reverse process ready to run: the sampler, its kept steps `tau_1 < ... <
 /// tau_S`, the schedule respaced to them, the model and the conditioning. Index
 /// `i` runs from `S - 1` (pure noise) down to 0; [`sample_from`] walks all of it,
@@ -175,15 +258,29 @@ pub struct Chain<'a> {
     sampler: Sampler,
     kept: Vec<usize>,
     respaced: NoiseSchedule,
+    alpha_bar: Vec<f64>,
     condition: Condition<'a>,
+    evaluations: Cell<usize>,
 }
 
 impl<'a> Chain<'a> {
-    /// Checks the sampler's settings and respaces `schedule` to its steps.
+    /// Checks the sampler's settings and respaces `schedule` to its steps,
+    /// spread by the sampler's [`Sampler::default_spacing`].
     pub fn new(
         model: &'a UNet,
         schedule: &NoiseSchedule,
         sampler: Sampler,
+        condition: Condition<'a>,
+    ) -> Result<Chain<'a>> {
+        Self::with_spacing(model, schedule, sampler, sampler.default_spacing(), condition)
+    }
+
+    /// [`Chain::new`] with the steps spread by `spacing`.
+    pub fn with_spacing(
+        model: &'a UNet,
+        schedule: &NoiseSchedule,
+        sampler: Sampler,
+        spacing: Spacing,
         condition: Condition<'a>,
     ) -> Result<Chain<'a>> {
         let bad = |msg: String| Err(TensorError::InvalidArgument { op: "sample", msg });
@@ -204,14 +301,16 @@ impl<'a> Chain<'a> {
                 return bad("learned variances need a model trained with them (train --learn-sigma)".into());
             }
         }
-        let kept = spaced_steps(schedule.steps(), sampler.steps());
+        let kept = spacing::kept_steps(spacing, &schedule.alpha_bar, sampler.steps());
         let respaced = schedule.respaced(&kept);
         Ok(Chain {
             model,
             sampler,
             kept,
             respaced,
+            alpha_bar: schedule.alpha_bar.clone(),
             condition,
+            evaluations: Cell::new(0),
         })
     }
 
@@ -236,18 +335,85 @@ impl<'a> Chain<'a> {
         self.kept.iter().rposition(|&s| s <= t).unwrap_or(0)
     }
 
-    /// One reverse step from `x` at index `i` to index `i - 1`, drawing the step's
-    /// noise (`[B, C, H, W]`) from `noise` when the sampler needs it.
-    pub fn step(&self, i: usize, x: &Tensor, noise: &mut dyn FnMut(&[usize]) -> Tensor) -> Result<Step> {
-        let rs = &self.respaced;
-        let b = x.shape()[0];
-        let t_model = vec![self.kept[i]; b];
-        let t_rs = vec![i; b];
+    /// Network evaluations per image so far (a guided evaluation counts two).
+    pub fn evaluations(&self) -> usize {
+        self.evaluations.get()
+    }
+
+    /// The network's noise estimate (and variance output) at diffusion step `t`
+    /// for every image of `x`, counted.
+    fn predict(&self, x: &Tensor, t: usize) -> Result<(Tensor, Option<Tensor>)> {
         let (labels, w) = (self.condition.labels, self.condition.guidance);
-        let (eps, o) = predict_eps(self.model, x, &t_model, labels, w)?;
-        let x0 = predict_x0(rs, x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
-        let next = match self.sampler {
+        let guided = labels.is_some() && w != 0.0;
+        self.evaluations
+            .set(self.evaluations.get() + 1 + usize::from(guided));
+        predict_eps(self.model, x, &vec![t; x.shape()[0]], labels, w)
+    }
+
+    /// The data prediction `D(x, t)`: `x_0` from the noise estimate at diffusion
+    /// step `t`, clipped to `[-1, 1]`.
+    fn denoise(&self, x: &Tensor, t: usize) -> Result<Tensor> {
+        let (eps, _) = self.predict(x, t)?;
+        let p = Point::at(&self.alpha_bar, t);
+        x.sub(&eps.mul_scalar(p.sigma as f32))?
+            .mul_scalar((1.0 / p.alpha) as f32)
+            .clamp(-1.0, 1.0)
+    }
+
+    /// One reverse step from `x` at index `i` to index `i - 1` (to clean data
+    /// from index 0), drawing the step's noise (`[B, C, H, W]`) from `noise`
+    /// when the sampler needs it; multistep solvers read and update `history`.
+    pub fn step(
+        &self,
+        i: usize,
+        x: &Tensor,
+        history: &mut History,
+        noise: &mut dyn FnMut(&[usize]) -> Tensor,
+    ) -> Result<Step> {
+        let method = match self.sampler {
             Sampler::Ancestral { variance, .. } => {
+                return self.respaced_step(i, x, Some(variance), 0.0, noise)
+            }
+            Sampler::Ddim { eta, .. } => return self.respaced_step(i, x, None, eta, noise),
+            Sampler::DpmSolver { method, .. } => Some(method),
+            Sampler::Heun { .. } => None,
+        };
+        let from = Point::at(&self.alpha_bar, self.kept[i]);
+        let to = match i {
+            0 => Point::CLEAN,
+            _ => Point::at(&self.alpha_bar, self.kept[i - 1]),
+        };
+        let d = self.denoise(x, from.t)?;
+        let previous = history.previous.as_ref().map(|(p, d)| (*p, d));
+        let mut denoise = |x: &Tensor, t: usize| self.denoise(x, t);
+        let next = match method {
+            Some(DpmMethod::Multistep) => dpm2m(x, from, to, &d, previous)?,
+            Some(DpmMethod::MultistepSde) => dpm2m_sde(x, from, to, &d, previous, &noise(x.shape()))?,
+            Some(DpmMethod::Singlestep) => {
+                dpm2s(x, from, to, &d, midpoint(&self.alpha_bar, from, to), &mut denoise)?
+            }
+            None => heun(x, from, to, &d, &mut denoise)?,
+        };
+        history.previous = Some((from, d.clone()));
+        Ok(Step { x: next, x0: d })
+    }
+
+    /// A step of the ancestral sampler (with `variance`) or of DDIM (noise
+    /// scale `eta`), on the respaced schedule.
+    fn respaced_step(
+        &self,
+        i: usize,
+        x: &Tensor,
+        variance: Option<Variance>,
+        eta: f64,
+        noise: &mut dyn FnMut(&[usize]) -> Tensor,
+    ) -> Result<Step> {
+        let rs = &self.respaced;
+        let t_rs = vec![i; x.shape()[0]];
+        let (eps, o) = self.predict(x, self.kept[i])?;
+        let x0 = predict_x0(rs, x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
+        let next = match variance {
+            Some(variance) => {
                 let mean = posterior_mean(rs, &x0, x, &t_rs)?;
                 if i > 0 {
                     let sigma = step_log_variance(rs, variance, &t_rs, o.as_ref())?
@@ -258,7 +424,7 @@ impl<'a> Chain<'a> {
                     mean
                 }
             }
-            Sampler::Ddim { eta, .. } => {
+            None => {
                 let (ab, ab_prev) = (rs.alpha_bar[i], rs.alpha_bar_prev[i]);
                 let eps = x
                     .sub(&x0.mul_scalar(ab.sqrt() as f32))?
@@ -285,14 +451,28 @@ pub fn sample_from<R: Rng + ?Sized>(
     model: &UNet,
     schedule: &NoiseSchedule,
     sampler: Sampler,
-    mut x: Tensor,
+    x: Tensor,
     condition: Condition<'_>,
+    rng: &mut R,
+    progress: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    let chain = Chain::new(model, schedule, sampler, condition)?;
+    Ok(run_chain(&chain, x, rng, progress)?)
+}
+
+/// Walks all of `chain` from `x` (at its last index), calling `progress(i, S)`
+/// after each step.
+pub fn run_chain<R: Rng + ?Sized>(
+    chain: &Chain<'_>,
+    mut x: Tensor,
     rng: &mut R,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
-    let chain = Chain::new(model, schedule, sampler, condition)?;
+    let mut history = History::default();
     for i in (0..chain.len()).rev() {
-        x = chain.step(i, &x, &mut |shape| normal(shape, rng))?.x;
+        x = chain
+            .step(i, &x, &mut history, &mut |shape| normal(shape, rng))?
+            .x;
         progress(chain.len() - i, chain.len());
     }
     Ok(x)
@@ -303,6 +483,8 @@ pub fn sample_from<R: Rng + ?Sized>(
 pub struct Request<'a> {
     /// The reverse process.
     pub sampler: Sampler,
+    /// How its steps are spread (`None`: the sampler's default).
+    pub spacing: Option<Spacing>,
     /// Number of samples.
     pub n: usize,
     /// Samples per batch (bounds memory).
@@ -313,6 +495,15 @@ pub struct Request<'a> {
     pub guidance: f64,
 }
 
+/// Samples and what they cost.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// `[n, C, H, W]` in `[-1, 1]`.
+    pub images: Tensor,
+    /// Network evaluations per image (NFE; a guided evaluation counts two).
+    pub evaluations: usize,
+}
+
 /// Draws `request.n` samples in batches, from noise drawn with `rng`.
 pub fn sample<R: Rng + ?Sized>(
     model: &UNet,
@@ -320,29 +511,27 @@ pub fn sample<R: Rng + ?Sized>(
     request: Request<'_>,
     rng: &mut R,
     mut progress: impl FnMut(usize, usize),
-) -> Result<Tensor> {
+) -> Result<Samples> {
     let c = &model.config;
     let (n, batch) = (request.n, request.batch.max(1));
-    let mut parts = Vec::new();
+    let spacing = request.spacing.unwrap_or(request.sampler.default_spacing());
+    let (mut parts, mut evaluations) = (Vec::new(), 0);
     let mut done = 0;
     while done < n {
         let b = batch.min(n - done);
         let x_t = normal(&[b, c.in_ch, c.image_size, c.image_size], rng);
-        let y = request.labels.map(|l| &l[done..done + b]);
-        parts.push(sample_from(
-            model,
-            schedule,
-            request.sampler,
-            x_t,
-            Condition {
-                labels: y,
-                guidance: request.guidance,
-            },
-            rng,
-            &mut progress,
-        )?);
+        let condition = Condition {
+            labels: request.labels.map(|l| &l[done..done + b]),
+            guidance: request.guidance,
+        };
+        let chain = Chain::with_spacing(model, schedule, request.sampler, spacing, condition)?;
+        parts.push(run_chain(&chain, x_t, rng, &mut progress)?);
+        evaluations = chain.evaluations();
         done += b;
     }
     let refs: Vec<&Tensor> = parts.iter().collect();
-    Tensor::concat(&refs, 0)
+    Ok(Samples {
+        images: Tensor::concat(&refs, 0)?,
+        evaluations,
+    })
 }
