@@ -457,7 +457,7 @@ pub fn sample_from<R: Rng + ?Sized>(
     progress: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
     let chain = Chain::new(model, schedule, sampler, condition)?;
-    Ok(run_chain(&chain, x, rng, progress)?)
+    run_chain(&chain, x, rng, progress)
 }
 
 /// Walks all of `chain` from `x` (at its last index), calling `progress(i, S)`
