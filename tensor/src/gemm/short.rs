@@ -75,7 +75,7 @@ pub(super) fn applies(a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> bool {
 
 /// `C = A B + beta C` for shapes [`applies`] accepts (the caller checked the
 /// shapes agree). With `beta == 0`, C's old contents are not read.
-pub(super) fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+pub(super) fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, mut c: MatMut<'_>) {
     assert!(applies(&a, &b, &c), "short gemm called where it does not apply");
     let (m, k, n) = (a.rows, a.cols, b.cols);
     for j in (0..n).step_by(NR) {
@@ -90,17 +90,18 @@ pub(super) fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
                 a_strides: (a.rs, a.cs),
                 b: b.data[j..].as_ptr(),
                 b_rs: b.rs,
-                c: c.data[i * c.rs + j..].as_mut_ptr(),
+                c: c.ptr_at(i, j),
                 c_rs: c.rs,
                 beta,
             };
             // SAFETY: `applies` checked that the CPU has AVX-512F. The tile touches
             // A(i + r, kk), B(kk, j + t) and C(i + r, j + t) for r < rows <= m - i,
             // kk < k and t < cols <= n - j, all elements of the views, whose
-            // constructors checked that every element lies inside their slices.
-            // The slices start at the tile's first element (indices `i * rs + j * cs`
-            // inside the slice, since the view's extent covers them), and C is a
-            // unique borrow, so the writes alias neither A nor B nor each other.
+            // constructors checked that every element lies inside their ranges.
+            // The pointers are the tile's first elements (indices `i * rs + j * cs`
+            // inside the range, since the view's extent covers them), and C's
+            // elements are distinct and reached only through C (`MatMut`'s
+            // invariant), so the writes alias neither A nor B nor each other.
             unsafe { tile.run() };
         }
     }
