@@ -89,19 +89,6 @@ impl Tensor {
         Self::from_contiguous((0..n).map(|i| i as f32).collect(), &[n])
     }
 
-    /// The 1-D tensor `start, start + step, ...` up to (not including) `end`.
-    pub fn arange_step(start: f32, end: f32, step: f32) -> Result<Self> {
-        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
-            return Err(invalid(
-                "arange_step",
-                format!("bad range {start}..{end} step {step}"),
-            ));
-        }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
-        let data: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
-        Ok(Self::from_contiguous(data, &[n]))
-    }
-
     /// Samples each element uniformly from `[low, high)`.
     pub fn rand_uniform<R: Rng + ?Sized>(shape: &[usize], low: f32, high: f32, rng: &mut R) -> Result<Self> {
         // Written so that NaN bounds fail too.
