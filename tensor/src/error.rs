@@ -1,7 +1,7 @@
 //! The one error type of the tensor crate.
 //!
 //! Every fallible op returns [`Result`]. Errors name the op and the shapes
-//! involved, so that a user sees `matmul: inner dimensions differ: [2, 3] x [4, 5]`
+//! involved, so that a user sees `matmul: shapes do not match: [2, 3] vs [4, 5]`
 //! rather than an index panic from deep inside a kernel.
 
 use std::fmt;

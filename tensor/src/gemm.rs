@@ -1,8 +1,9 @@
-//! A safe, strided GEMM: `C = alpha * A * B + beta * C` on `matrixmultiply::sgemm`.
+//! A safe, strided GEMM: `C = alpha * A * B + beta * C` on `matrixmultiply::sgemm`
+//! or, for short, wide products, a kernel of our own ([`short`]).
 //!
 //! `matrixmultiply` takes raw pointers and signed strides. This module wraps them in
 //! two small view types, [`MatRef`] and [`MatMut`], that check once, when they are
-//! built, that every element they describe lies inside their slice (and, for the
+//! built, that every element they describe lies inside their memory (and, for the
 //! output, that no two elements share a place). After that, [`gemm`] can call the
 //! `unsafe` kernel knowing the kernel only touches memory the views own.
 //!
@@ -17,8 +18,9 @@
 //! row and column strides swapped: [`MatRef::t`]. Nothing is copied.
 //!
 //! Short, wide products whose `B` and `C` have contiguous rows (the convolutions'
-//! im2col products) go to our own kernel in [`short`], which reads `B` in place
-//! instead of packing it; everything else goes to `matrixmultiply`.
+//! products, im2col's and Winograd's) go to our own kernel in [`short`] on CPUs
+//! with AVX-512, which reads `B` in place instead of packing it; everything else
+//! goes to `matrixmultiply`.
 //!
 //! [`gemm`] runs on the calling thread. [`gemm_parallel`] splits C into column or
 //! row blocks and runs one `gemm` per block on rayon's pool, so the engine scales
@@ -46,7 +48,7 @@ pub struct MatRef<'a> {
 /// Invariant: for the lifetime `'a` the view's elements are valid for reads and
 /// writes and are accessed only through this view. The other floats of its range
 /// need not be: they may be elements of another thread's view (see
-/// [`ColumnBlocks`]), so a `MatMut` never makes a slice of its range.
+/// `ColumnBlocks`), so a `MatMut` never makes a slice of its range.
 #[derive(Debug)]
 pub struct MatMut<'a> {
     ptr: *mut f32,

@@ -7,6 +7,8 @@
 //! contiguous, which is all a micro-kernel needs. A general GEMM (matrixmultiply)
 //! first copies `B` into packed panels; with 32 output channels each element of `B`
 //! feeds only 64 flops, so that copy was a quarter to a third of the product's time.
+//! Winograd's products have the same shape (`Cout x Cin` times `Cin x tiles`, the
+//! right-hand side just written by the input transform) and take this kernel too.
 //!
 //! The micro-kernel computes an `R x 32` tile of `C` (`R <= 8`) in `2 R` vector
 //! registers of 16 floats:
@@ -21,7 +23,7 @@
 //! ```
 //!
 //! Sixteen independent accumulators hide the FMA latency; `B`'s 32-column panel is
-//! reused from cache by every row block before moving right. [`applies`] keeps the
+//! reused from cache by every row block before moving right. `applies` keeps the
 //! kernel to products where that reuse works: `A` small enough to stay in L2, or
 //! `C` at most two panels wide (then `A` is read at most twice), and `B` in cache.
 
