@@ -36,5 +36,5 @@ mod strided;
 mod tensor;
 
 pub use error::{Result, TensorError};
-pub use layout::{broadcast_shapes, contiguous_strides, Layout};
+pub use layout::{broadcast_shapes, checked_numel, contiguous_strides, Layout};
 pub use tensor::Tensor;

@@ -19,6 +19,7 @@
 use rayon::prelude::*;
 
 use crate::error::{invalid, Result};
+use crate::layout::checked_numel;
 use crate::simd;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
 
@@ -59,7 +60,7 @@ impl Tensor {
                 },
             )
         };
-        let mut mask = vec![0.0; shape.iter().product()];
+        let mut mask = vec![0.0; checked_numel("dropout_mask", shape)?];
         if mask.len() >= PARALLEL_MIN_ELEMENTS {
             mask.par_chunks_mut(CHUNK).enumerate().for_each(fill);
         } else {

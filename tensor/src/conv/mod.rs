@@ -34,6 +34,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use crate::error::{invalid, Result, TensorError};
+use crate::layout::checked_numel;
 use crate::reduce::sum_f64;
 use crate::tensor::Tensor;
 
@@ -98,10 +99,13 @@ struct Geometry {
 
 impl Geometry {
     /// Checks the shapes of `x` (`[B, Cin, H, W]`) and `weight` (`[Cout, Cin, KH, KW]`)
-    /// and derives the output size.
+    /// and derives the output size; an error too when a shape, the padded input
+    /// or the output is too large ([`checked_numel`]).
     fn new(op: &'static str, x: &[usize], weight: &[usize], params: Conv2dParams) -> Result<Self> {
         let [batch, cin, h, w] = rank4(op, "input [B, Cin, H, W]", x)?;
         let [cout, wcin, kh, kw] = rank4(op, "weight [Cout, Cin, KH, KW]", weight)?;
+        checked_numel(op, x)?;
+        checked_numel(op, weight)?;
         if cin != wcin {
             return Err(TensorError::ShapeMismatch {
                 op,
@@ -113,17 +117,22 @@ impl Geometry {
         if stride == 0 {
             return Err(invalid(op, "stride must be at least 1"));
         }
-        if kh == 0 || kw == 0 || kh > h + 2 * pad || kw > w + 2 * pad {
+        let padded = |size: usize| pad.checked_mul(2).and_then(|p| size.checked_add(p));
+        let (Some(ph), Some(pw)) = (padded(h), padded(w)) else {
+            return Err(invalid(
+                op,
+                format!("padding {pad} overflows usize (input {x:?})"),
+            ));
+        };
+        if kh == 0 || kw == 0 || kh > ph || kw > pw {
             return Err(invalid(
                 op,
                 format!(
-                    "kernel {kh}x{kw} does not fit the padded input {}x{} (input {x:?}, weight {weight:?}, padding {pad})",
-                    h + 2 * pad,
-                    w + 2 * pad
+                    "kernel {kh}x{kw} does not fit the padded input {ph}x{pw} (input {x:?}, weight {weight:?}, padding {pad})"
                 ),
             ));
         }
-        Ok(Geometry {
+        let g = Geometry {
             batch,
             cin,
             h,
@@ -133,9 +142,11 @@ impl Geometry {
             kw,
             stride,
             pad,
-            oh: (h + 2 * pad - kh) / stride + 1,
-            ow: (w + 2 * pad - kw) / stride + 1,
-        })
+            oh: (ph - kh) / stride + 1,
+            ow: (pw - kw) / stride + 1,
+        };
+        checked_numel(op, &g.out_shape())?;
+        Ok(g)
     }
 
     /// Rows of the im2col matrix: `Cin * KH * KW`.
