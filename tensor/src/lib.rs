@@ -15,6 +15,8 @@
 //!   norm ([`group_norm`]) and dropout masks ([`mask`]) as kernels; a
 //!   vectorisable `exp`, sigmoid and SiLU ([`math`]), and loops compiled for the
 //!   widest vectors the CPU has ([`simd`]).
+//! - [`splitmix64`], the mixing function of the engine's counter-based random
+//!   streams ([`rng`]), for other crates to reuse.
 //!
 //! Every fallible op returns [`Result`] with a [`TensorError`] that names the op
 //! and the shapes involved.
@@ -31,10 +33,12 @@ pub mod math;
 pub mod matmul;
 pub mod reduce;
 pub mod resample;
+pub mod rng;
 pub mod simd;
 mod strided;
 mod tensor;
 
 pub use error::{Result, TensorError};
 pub use layout::{broadcast_shapes, checked_numel, contiguous_strides, Layout};
+pub use rng::splitmix64;
 pub use tensor::Tensor;
