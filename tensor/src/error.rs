@@ -1,7 +1,7 @@
 //! The one error type of the tensor crate.
 //!
 //! Every fallible op returns [`Result`]. Errors name the op and the shapes
-//! involved, so that a user sees `matmul: inner dimensions differ: [2, 3] x [4, 5]`
+//! involved, so that a user sees `matmul: shapes do not match: [2, 3] vs [4, 5]`
 //! rather than an index panic from deep inside a kernel.
 
 use std::fmt;
@@ -36,6 +36,16 @@ pub enum TensorError {
         /// Elements that were given.
         got: usize,
     },
+    /// A shape too large to lay out: the product of its non-zero sizes overflows
+    /// `usize`, or its size in bytes exceeds `isize::MAX` (see
+    /// [`checked_numel`](crate::layout::checked_numel)). Zero-size shapes count
+    /// too: their strides are products of the same sizes.
+    ShapeTooLarge {
+        /// The op that was called.
+        op: &'static str,
+        /// The shape that was asked for.
+        shape: Vec<usize>,
+    },
     /// Any other invalid argument (a bad range, stride, permutation...).
     InvalidArgument {
         /// The op that was called.
@@ -60,6 +70,11 @@ impl fmt::Display for TensorError {
                     "{op}: the shape needs {expected} elements but {got} were given"
                 )
             }
+            TensorError::ShapeTooLarge { op, shape } => write!(
+                f,
+                "{op}: shape {shape:?} is too large: the product of its non-zero sizes \
+                 overflows usize or exceeds isize::MAX bytes"
+            ),
             TensorError::InvalidArgument { op, msg } => write!(f, "{op}: {msg}"),
         }
     }

@@ -1,21 +1,32 @@
-//! A safe, strided GEMM: `C = alpha * A * B + beta * C` on `matrixmultiply::sgemm`.
+//! A safe, strided GEMM: `C = alpha * A * B + beta * C` on `matrixmultiply::sgemm`
+//! or, for short, wide products, a kernel of our own ([`short`]).
 //!
 //! `matrixmultiply` takes raw pointers and signed strides. This module wraps them in
 //! two small view types, [`MatRef`] and [`MatMut`], that check once, when they are
-//! built, that every element they describe lies inside their slice (and, for the
+//! built, that every element they describe lies inside their memory (and, for the
 //! output, that no two elements share a place). After that, [`gemm`] can call the
 //! `unsafe` kernel knowing the kernel only touches memory the views own.
+//!
+//! [`MatMut`] holds a raw pointer, not a `&mut [f32]`: [`gemm_parallel`] gives
+//! each thread the columns of its own block of one row-major buffer, and the
+//! address ranges of interleaved column blocks overlap. Overlapping `&mut` slices
+//! in different threads are undefined behaviour (under Stacked Borrows) even when
+//! no element is written through two of them; raw pointers claim only the
+//! elements that are actually written, which are disjoint.
 //!
 //! Because a view carries strides, a transposed matrix is just a view with its
 //! row and column strides swapped: [`MatRef::t`]. Nothing is copied.
 //!
 //! Short, wide products whose `B` and `C` have contiguous rows (the convolutions'
-//! im2col products) go to our own kernel in [`short`], which reads `B` in place
-//! instead of packing it; everything else goes to `matrixmultiply`.
+//! products, im2col's and Winograd's) go to our own kernel in [`short`] on CPUs
+//! with AVX-512, which reads `B` in place instead of packing it; everything else
+//! goes to `matrixmultiply`.
 //!
 //! [`gemm`] runs on the calling thread. [`gemm_parallel`] splits C into column or
 //! row blocks and runs one `gemm` per block on rayon's pool, so the engine scales
 //! with the pool rather than with `matrixmultiply`'s own (4-thread) pool.
+
+use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
@@ -31,15 +42,29 @@ pub struct MatRef<'a> {
     cs: usize,
 }
 
-/// A writable matrix view whose elements are all distinct places in `data`.
+/// A writable matrix view whose elements are all distinct places: element
+/// `(i, j)` is `ptr[i * rs + j * cs]`, inside the range of floats it was built on.
+///
+/// Invariant: for the lifetime `'a` the view's elements are valid for reads and
+/// writes and are accessed only through this view. The other floats of its range
+/// need not be: they may be elements of another thread's view (see
+/// `ColumnBlocks`), so a `MatMut` never makes a slice of its range.
 #[derive(Debug)]
 pub struct MatMut<'a> {
-    data: &'a mut [f32],
+    ptr: *mut f32,
     rows: usize,
     cols: usize,
     rs: usize,
     cs: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
 }
+
+// SAFETY: a `MatMut` is a unique borrow of its elements (its invariant), as a
+// `&mut [f32]` is, and `&mut [f32]` is `Send` and `Sync`; through `&MatMut` only
+// the shape can be read.
+unsafe impl Send for MatMut<'_> {}
+// SAFETY: as for `Send` above.
+unsafe impl Sync for MatMut<'_> {}
 
 /// One past the largest index a `rows x cols` view with strides `(rs, cs)` reads.
 fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
@@ -140,10 +165,22 @@ impl<'a> MatMut<'a> {
     /// (the strides must be those of a row-major or column-major layout, possibly
     /// with padding): a bug in the caller.
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        // SAFETY: `data` is valid for reads and writes and borrowed uniquely for
+        // `'a`, so in particular the view's elements are.
+        unsafe { Self::from_raw(data.as_mut_ptr(), data.len(), rows, cols, rs, cs) }
+    }
+
+    /// A view of the `len` floats from `ptr`, with the checks of [`MatMut::new`].
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` lies in one allocation, and for `'a` the view's elements
+    /// (`ptr + i * rs + j * cs`, `i < rows`, `j < cols`) are valid for reads and
+    /// writes and accessed through this view only. The rest of the range may be
+    /// in use elsewhere: the view never touches it.
+    unsafe fn from_raw(ptr: *mut f32, len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         assert!(
-            extent(rows, cols, rs, cs) <= data.len(),
-            "MatMut: a {rows}x{cols} view with strides ({rs}, {cs}) does not fit in {} elements",
-            data.len()
+            extent(rows, cols, rs, cs) <= len,
+            "MatMut: a {rows}x{cols} view with strides ({rs}, {cs}) does not fit in {len} elements"
         );
         let distinct = rows <= 1 && (cols <= 1 || cs >= 1)
             || cols <= 1 && rs >= 1
@@ -154,17 +191,48 @@ impl<'a> MatMut<'a> {
             "MatMut: strides ({rs}, {cs}) alias elements of a {rows}x{cols} view"
         );
         MatMut {
-            data,
+            ptr,
             rows,
             cols,
             rs,
             cs,
+            _borrow: PhantomData,
         }
     }
 
     /// A dense row-major `rows x cols` view.
     pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, cols, 1)
+    }
+
+    /// A pointer to element `(i, j)`, for writing it (and the elements after it
+    /// that the caller's kernel is entitled to).
+    ///
+    /// # Panics
+    /// If `(i, j)` is not an element of the view.
+    fn ptr_at(&mut self, i: usize, j: usize) -> *mut f32 {
+        assert!(
+            i < self.rows && j < self.cols,
+            "MatMut: ({i}, {j}) is outside a {}x{} view",
+            self.rows,
+            self.cols
+        );
+        // SAFETY: `i * rs + j * cs < extent <= len` (checked in `from_raw`), so
+        // the offset stays inside the range `ptr..ptr + len` the view was built
+        // on, which lies in one allocation.
+        unsafe { self.ptr.add(i * self.rs + j * self.cs) }
+    }
+
+    /// Element `(i, j)`, for reading and writing.
+    ///
+    /// # Panics
+    /// If `(i, j)` is not an element of the view.
+    fn at(&mut self, i: usize, j: usize) -> &mut f32 {
+        let p = self.ptr_at(i, j);
+        // SAFETY: `p` is an element of the view, valid and accessed only through
+        // this view (the invariant), which `&mut self` borrows while the
+        // reference lives.
+        unsafe { &mut *p }
     }
 }
 
@@ -174,7 +242,7 @@ impl<'a> MatMut<'a> {
 /// # Panics
 /// If the shapes do not agree (`A: m x k`, `B: k x n`, `C: m x n`): callers check
 /// shapes and return a `TensorError` before they get here.
-pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, mut c: MatMut<'_>) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && c.rows == m && c.cols == n,
@@ -197,18 +265,20 @@ pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) 
         // matrixmultiply would scale C by beta; do it here and skip the pointers.
         for i in 0..m {
             for j in 0..n {
-                let x = &mut c.data[i * c.rs + j * c.cs];
+                let x = c.at(i, j);
                 *x = if beta == 0.0 { 0.0 } else { beta * *x };
             }
         }
         return;
     }
-    // SAFETY: `MatRef::new`/`MatMut::new` checked that every index
-    // `i * rs + j * cs` (i < rows, j < cols) is inside the view's slice, the shape
+    // SAFETY: `MatRef::new`/`MatMut::from_raw` checked that every index
+    // `i * rs + j * cs` (i < rows, j < cols) is inside the view's range, the shape
     // check above makes the kernel read exactly A[m x k] and B[k x n] and write
-    // exactly C[m x n], and `MatMut::new` checked that C's elements are distinct, as
-    // sgemm requires. A and B are shared borrows and C a unique one, so C cannot
-    // overlap A or B. Strides are at most the slice length, so they fit in isize.
+    // exactly C[m x n], and `from_raw` checked that C's elements are distinct, as
+    // sgemm requires. A and B are shared borrows; C's elements are borrowed
+    // uniquely by C (its invariant), so they overlap neither A nor B, and sgemm
+    // touches no other float of C's range. Strides are at most the range's
+    // length, which fits in isize.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -222,7 +292,7 @@ pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) 
             b.rs as isize,
             b.cs as isize,
             beta,
-            c.data.as_mut_ptr(),
+            c.ptr,
             c.rs as isize,
             c.cs as isize,
         );
@@ -268,53 +338,81 @@ pub fn gemm_parallel(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
         // columns through a view of the whole buffer, described by `ColumnBlocks`.
         let cols = n.div_ceil(blocks).next_multiple_of(16);
         let nblocks = n.div_ceil(cols);
-        let shared = ColumnBlocks::new(c);
+        let shared = ColumnBlocks::new(c, m, n);
         (0..nblocks).into_par_iter().for_each(|j| {
             let j0 = j * cols;
             let w = cols.min(n - j0);
-            // SAFETY: see `ColumnBlocks::block`: blocks j differ, so their column
-            // ranges j0..j0 + w are disjoint.
-            let cb = unsafe { shared.block(m, n, j0, w) };
+            // SAFETY: each task takes block j once, and blocks j differ, so the
+            // column ranges j0..j0 + w of the views alive at one time are
+            // disjoint; `shared` borrows `c` until the parallel loop returns.
+            let cb = unsafe { shared.block(j0, w) };
             gemm(alpha, a, b.cols_range(j0, w), beta, cb);
         });
     }
 }
 
-/// A dense row-major buffer that parallel tasks write in disjoint column blocks.
-struct ColumnBlocks {
+/// A dense row-major `rows x cols` buffer that parallel tasks write in disjoint
+/// column blocks, shared between them as a raw pointer.
+///
+/// Invariant: the views that [`ColumnBlocks::block`] hands out at one time have
+/// disjoint column ranges, so each task writes a disjoint set of elements, and no
+/// `&mut [f32]` of the buffer is made while it is shared (the views are raw:
+/// [`MatMut::from_raw`]). The column blocks are interleaved in memory, so their
+/// address ranges overlap: as slices they would be overlapping `&mut` borrows,
+/// undefined behaviour even though no element is written twice.
+struct ColumnBlocks<'a> {
     ptr: *mut f32,
-    len: usize,
+    rows: usize,
+    cols: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
 }
 
-// SAFETY: `ColumnBlocks` is only a pointer to a buffer that the creating function
-// borrows mutably for the whole parallel section; tasks write disjoint elements.
-unsafe impl Sync for ColumnBlocks {}
+// SAFETY: a `ColumnBlocks` is a unique borrow of its buffer (`'a`), shared by the
+// tasks only through `block`, whose contract keeps the elements they reach
+// disjoint; `f32` is `Send`, so the elements may be written from any thread.
+unsafe impl Send for ColumnBlocks<'_> {}
+// SAFETY: as for `Send` above: `&ColumnBlocks` gives access only through `block`.
+unsafe impl Sync for ColumnBlocks<'_> {}
 
-impl ColumnBlocks {
-    fn new(c: &mut [f32]) -> Self {
+impl<'a> ColumnBlocks<'a> {
+    /// Shares the row-major `rows x cols` buffer `c` (at least one row) for the
+    /// duration of `'a`.
+    fn new(c: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        assert!(
+            rows > 0 && c.len() == rows * cols,
+            "ColumnBlocks: {} floats are not a dense {rows}x{cols} buffer with rows",
+            c.len()
+        );
         ColumnBlocks {
             ptr: c.as_mut_ptr(),
-            len: c.len(),
+            rows,
+            cols,
+            _borrow: PhantomData,
         }
     }
 
-    /// Columns `j0..j0 + w` of the `m x n` row-major buffer, as a view.
+    /// Columns `j0..j0 + w` of the buffer, as a view with strides `(cols, 1)`.
     ///
     /// # Safety
-    /// Views handed out at the same time must have disjoint column ranges, and the
-    /// buffer must outlive them. Then no element is reachable through two views,
-    /// because a view of columns `j0..j0 + w` only reaches indices `i * n + j` with
-    /// `j0 <= j < j0 + w`, which `MatMut` (strides `(n, 1)`, `w` columns) enforces.
-    /// The slice given to `MatMut` spans other blocks' columns too, but `gemm`
-    /// reads and writes only through the view's indices.
-    unsafe fn block(&self, m: usize, n: usize, j0: usize, w: usize) -> MatMut<'_> {
-        debug_assert!(j0 + w <= n && m * n == self.len);
-        let start = j0;
-        let len = self.len - start;
-        // SAFETY: `start <= len` of the allocation, and the caller keeps the
-        // columns that different views touch disjoint (see above).
-        let data = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) };
-        MatMut::new(data, m, w, n, 1)
+    /// Views handed out at the same time must have disjoint column ranges. Then no
+    /// element is reachable through two views: a view of columns `j0..j0 + w`
+    /// only reaches indices `i * cols + j` with `j0 <= j < j0 + w`. Its range,
+    /// from index `j0` to the end of the buffer, spans other blocks' columns too,
+    /// which is why it is a raw view and never a slice.
+    unsafe fn block(&self, j0: usize, w: usize) -> MatMut<'_> {
+        assert!(
+            j0 + w <= self.cols,
+            "ColumnBlocks: columns {j0}..{} of {}",
+            j0 + w,
+            self.cols
+        );
+        let len = self.rows * self.cols - j0;
+        // SAFETY: `j0 <= cols <= rows * cols` (`rows >= 1`, checked in `new`), so
+        // `ptr + j0` and the `len` floats after it lie in the buffer, and
+        // `from_raw` checks that the view fits in them. The view's elements are
+        // valid for reads and writes (the buffer is borrowed for `'a`) and reached
+        // by no other view (this function's contract).
+        unsafe { MatMut::from_raw(self.ptr.add(j0), len, self.rows, w, self.cols, 1) }
     }
 }
 
@@ -377,6 +475,46 @@ mod tests {
                 )
             });
             assert_eq!(c, want, "{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
+    fn column_blocks_on_threads_write_exactly_their_columns() {
+        // Plain threads rather than rayon, so that Miri's Stacked Borrows checks
+        // run on this code alone (rayon's crossbeam-epoch trips them by itself).
+        let (m, k, n) = (3, 4, 10);
+        let a = data(m * k, 7);
+        let b = data(k * n, 8);
+        let want = naive(&a, &b, m, k, n);
+        let mut c = vec![f32::NAN; m * n];
+        // Columns 0..3, 3..7 and 8..10; column 7 belongs to no block.
+        let blocks = [(0, 3), (3, 4), (8, 2)];
+        let shared = ColumnBlocks::new(&mut c, m, n);
+        std::thread::scope(|s| {
+            for &(j0, w) in &blocks {
+                let (a, b, shared) = (&a, &b, &shared);
+                s.spawn(move || {
+                    // SAFETY: the blocks' column ranges are disjoint.
+                    let cb = unsafe { shared.block(j0, w) };
+                    gemm(
+                        1.0,
+                        MatRef::row_major(a, m, k),
+                        MatRef::row_major(b, k, n).cols_range(j0, w),
+                        0.0,
+                        cb,
+                    );
+                });
+            }
+        });
+        for i in 0..m {
+            for j in 0..n {
+                let got = c[i * n + j];
+                if j == 7 {
+                    assert!(got.is_nan(), "column 7 was written at row {i}");
+                } else {
+                    assert_eq!(got, want[i * n + j], "({i}, {j})");
+                }
+            }
         }
     }
 

@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use crate::error::{check_axis, invalid, Result, TensorError};
+use crate::layout::checked_numel;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
 
 /// `(outer, inner)`: the products of the axes before and after `axis`.
@@ -64,16 +65,21 @@ impl Tensor {
                 });
             }
         }
+        // The output's shape is checked before any input is made contiguous.
+        let mut shape = first.shape().to_vec();
+        shape[axis] = tensors
+            .iter()
+            .try_fold(0usize, |n, t| n.checked_add(t.shape()[axis]))
+            .ok_or_else(|| invalid("concat", format!("the sizes along axis {axis} overflow usize")))?;
+        let numel = checked_numel("concat", &shape)?;
         let (_, inner) = outer_inner(first.shape(), axis);
         let dense: Vec<Tensor> = tensors.iter().map(|t| t.contiguous()).collect();
         let pieces: Vec<(&[f32], usize)> = dense
             .iter()
             .map(|t| (t.as_slice().unwrap_or_default(), t.shape()[axis] * inner))
             .collect();
-        let mut shape = first.shape().to_vec();
-        shape[axis] = tensors.iter().map(|t| t.shape()[axis]).sum();
         let row: usize = pieces.iter().map(|p| p.1).sum();
-        let mut out = vec![0.0; shape.iter().product()];
+        let mut out = vec![0.0; numel];
         if !out.is_empty() {
             fill_chunks(&mut out, row, |o, dst| {
                 let mut at = 0;
@@ -120,7 +126,7 @@ impl Tensor {
         let src = dense.as_slice().unwrap_or_default();
         let mut shape = self.shape().to_vec();
         shape[axis] = indices.len();
-        let mut out = vec![0.0; shape.iter().product()];
+        let mut out = vec![0.0; checked_numel("index_select", &shape)?];
         if !out.is_empty() {
             let n = indices.len();
             fill_chunks(&mut out, inner, |r, dst| {
@@ -136,6 +142,7 @@ impl Tensor {
     /// indices accumulate. `self.shape()` must be `shape` with `axis` resized to
     /// `indices.len()`.
     pub fn index_add(&self, axis: usize, indices: &[usize], shape: &[usize]) -> Result<Tensor> {
+        let numel = checked_numel("index_add", shape)?;
         check_axis("index_add", axis, shape.len())?;
         let mut expected = shape.to_vec();
         expected[axis] = indices.len();
@@ -151,7 +158,7 @@ impl Tensor {
         let (_, inner) = outer_inner(shape, axis);
         let dense = self.contiguous();
         let src = dense.as_slice().unwrap_or_default();
-        let mut out = vec![0.0; shape.iter().product()];
+        let mut out = vec![0.0; numel];
         let n = indices.len();
         if !out.is_empty() {
             fill_chunks(&mut out, dim * inner, |o, dst| {

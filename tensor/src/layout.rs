@@ -8,19 +8,49 @@
 
 use crate::error::{check_axis, invalid, Result, TensorError};
 
+/// The number of elements of `shape`, or [`TensorError::ShapeTooLarge`] when the
+/// shape cannot be laid out: the product of its non-zero sizes overflows `usize`
+/// or its `f32`s would take more than `isize::MAX` bytes (the most one
+/// allocation, or one pointer offset, can span).
+///
+/// Zero sizes are left out of the product on purpose: `[0, 1 << 62, 8]` holds no
+/// element, but its row-major strides (`8 << 62`, 8, 1) overflow all the same,
+/// and every view or op that walks it would compute them. Every constructor that
+/// takes a shape checks it here first.
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let too_large = || TensorError::ShapeTooLarge {
+        op,
+        shape: shape.to_vec(),
+    };
+    let nonzero = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(too_large)?;
+    let max_elements = isize::MAX as usize / std::mem::size_of::<f32>();
+    if nonzero > max_elements {
+        return Err(too_large());
+    }
+    Ok(if shape.contains(&0) { 0 } else { nonzero })
+}
+
 /// The strides of a densely packed, row-major ("C order") array of `shape`.
+///
+/// # Panics
+/// If a stride overflows `usize`: a shape that [`checked_numel`] rejects.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; shape.len()];
-    let mut acc = 1;
+    let mut acc = Some(1usize);
     for (s, &d) in strides.iter_mut().zip(shape).rev() {
-        *s = acc;
-        acc *= d;
+        *s = acc.unwrap_or_else(|| panic!("contiguous_strides: a stride of shape {shape:?} overflows usize"));
+        acc = acc.and_then(|a| a.checked_mul(d));
     }
     strides
 }
 
 /// The shape that `a` and `b` broadcast to, NumPy style: align the shapes on the
-/// right; each pair of dimensions must be equal or one of them must be 1.
+/// right; each pair of dimensions must be equal or one of them must be 1. An
+/// error too when the result is too large ([`checked_numel`]).
 pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
@@ -48,6 +78,7 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
             }
         };
     }
+    checked_numel(op, &out)?;
     Ok(out)
 }
 
@@ -61,6 +92,10 @@ pub struct Layout {
 
 impl Layout {
     /// A densely packed row-major layout of `shape`, starting at 0.
+    ///
+    /// # Panics
+    /// If a stride overflows (see [`contiguous_strides`]); tensor constructors
+    /// check their shapes with [`checked_numel`] before they get here.
     pub fn contiguous(shape: &[usize]) -> Self {
         Layout {
             shape: shape.to_vec(),
@@ -192,8 +227,10 @@ impl Layout {
     }
 
     /// Views the array as `shape` by repeating axes of size 1 (stride 0) and by
-    /// adding leading axes. Fails when a dimension is neither equal nor 1.
+    /// adding leading axes. Fails when a dimension is neither equal nor 1, or
+    /// when `shape` is too large ([`checked_numel`]).
     pub fn broadcast_to(&self, shape: &[usize]) -> Result<Self> {
+        checked_numel("broadcast_to", shape)?;
         let err = || TensorError::ShapeMismatch {
             op: "broadcast_to",
             lhs: self.shape.clone(),
@@ -222,11 +259,13 @@ impl Layout {
     }
 
     /// Views the same elements (in row-major order) under a new shape, if the
-    /// strides allow it without a copy; `None` when a copy is needed.
+    /// strides allow it without a copy; `None` when a copy is needed, or when
+    /// `shape` is too large to have strides ([`checked_numel`]).
     ///
     /// Works by grouping the old axes into runs that are contiguous with respect to
     /// each other, and checking that every new axis falls inside one run.
     pub fn reshape(&self, shape: &[usize]) -> Option<Self> {
+        checked_numel("reshape", shape).ok()?;
         if self.is_contiguous() {
             return Some(Layout {
                 shape: shape.to_vec(),

@@ -4,10 +4,19 @@
 //!   (reshape, permute, narrow, broadcast, squeeze) change the layout, not the data.
 //! - Element-wise ops with NumPy broadcasting ([`elementwise`]), reductions and
 //!   softmax ([`reduce`]).
-//! - `matmul` on `matrixmultiply::sgemm`, passing strides so transposed views are
-//!   never copied ([`matmul`]).
-//! - `conv2d` forward and both gradients by im2col + GEMM, parallel over the batch
-//!   ([`conv`]); upsampling, concat/split, index-select and group norm kernels.
+//! - `matmul` with batch broadcasting, passing strides so transposed views are
+//!   never copied ([`matmul`]), on a strided GEMM ([`gemm`]): `matrixmultiply`'s
+//!   `sgemm`, or an AVX-512 kernel of our own for short, wide products.
+//! - `conv2d` forward and both gradients, parallel over the batch ([`conv`]), by
+//!   one of two algorithms: im2col + GEMM for any kernel, stride and padding, or
+//!   Winograd's F(2x2, 3x3) for 3x3 convolutions with stride 1 and padding 1 (at
+//!   least 4 channels in and out) on CPUs with AVX-512.
+//! - Upsampling ([`resample`]), concat/split and index-select ([`join`]), group
+//!   norm ([`group_norm`]) and dropout masks ([`mask`]) as kernels; a
+//!   vectorisable `exp`, sigmoid and SiLU ([`math`]), and loops compiled for the
+//!   widest vectors the CPU has ([`simd`]).
+//! - [`splitmix64`], the mixing function of the engine's counter-based random
+//!   streams ([`rng`]), for other crates to reuse.
 //!
 //! Every fallible op returns [`Result`] with a [`TensorError`] that names the op
 //! and the shapes involved.
@@ -24,10 +33,12 @@ pub mod math;
 pub mod matmul;
 pub mod reduce;
 pub mod resample;
+pub mod rng;
 pub mod simd;
 mod strided;
 mod tensor;
 
 pub use error::{Result, TensorError};
-pub use layout::{broadcast_shapes, contiguous_strides, Layout};
+pub use layout::{broadcast_shapes, checked_numel, contiguous_strides, Layout};
+pub use rng::splitmix64;
 pub use tensor::Tensor;

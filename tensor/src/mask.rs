@@ -4,8 +4,8 @@
 //!
 //! A sequential generator (ChaCha, one call per element) cost a few per cent of
 //! a U-Net training step. Here each element hashes its index with SplitMix64's
-//! finaliser, a bijection of `u64` whose output bits pass statistical test suites
-//! for consecutive inputs (Steele, Lea and Flood 2014):
+//! finaliser ([`crate::rng`]), a bijection of `u64` whose output bits pass
+//! statistical test suites for consecutive inputs (Steele, Lea and Flood 2014):
 //!
 //! ```text
 //! z = seed + (i + 1) * 0x9E3779B97F4A7C15
@@ -19,16 +19,15 @@
 use rayon::prelude::*;
 
 use crate::error::{invalid, Result};
+use crate::layout::checked_numel;
+use crate::rng::{self, GOLDEN_GAMMA};
 use crate::simd;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
 
 /// SplitMix64's output for counter `i` of the stream `seed`.
 #[inline(always)]
 fn splitmix64(seed: u64, i: u64) -> u64 {
-    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    rng::splitmix64(seed.wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA)))
 }
 
 /// Elements per parallel task.
@@ -59,7 +58,7 @@ impl Tensor {
                 },
             )
         };
-        let mut mask = vec![0.0; shape.iter().product()];
+        let mut mask = vec![0.0; checked_numel("dropout_mask", shape)?];
         if mask.len() >= PARALLEL_MIN_ELEMENTS {
             mask.par_chunks_mut(CHUNK).enumerate().for_each(fill);
         } else {

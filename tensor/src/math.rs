@@ -11,9 +11,9 @@
 //!
 //! `k ln 2` is subtracted in two parts (a high part exact in f32, then a low
 //! correction) so `r` keeps its precision, `exp(r)` is a degree-6 minimax
-//! polynomial, and `2^k` is built directly in the exponent bits (in two halves, so that neither
-//! overflows). The error is
-//! within 2 ulp of the exact value over the whole range (tested below).
+//! polynomial, and `2^k` is built directly in the exponent bits (in two halves, so
+//! that neither overflows). The error is within 2 ulp of the exact value over the
+//! whole range (tested below).
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;

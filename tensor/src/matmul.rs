@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::error::{Result, TensorError};
 use crate::gemm::{gemm, gemm_parallel, MatMut, MatRef};
-use crate::layout::broadcast_shapes;
+use crate::layout::{broadcast_shapes, checked_numel};
 use crate::tensor::Tensor;
 
 /// Storage offsets of every matrix in a batch: `batch_shape` walked in row-major
@@ -69,7 +69,10 @@ impl Tensor {
             return Err(mismatch());
         }
         let batch =
-            broadcast_shapes("matmul", &a.shape()[..ra - 2], &b.shape()[..rb - 2]).map_err(|_| mismatch())?;
+            broadcast_shapes("matmul", &a.shape()[..ra - 2], &b.shape()[..rb - 2]).map_err(|e| match e {
+                TensorError::ShapeMismatch { .. } => mismatch(),
+                e => e,
+            })?;
         let out = matmul_batched(&a, &b, &batch, m, k, n)?;
         let mut shape = batch;
         if self.rank() > 1 {
@@ -84,22 +87,26 @@ impl Tensor {
 
 /// The product of broadcast batches of matrices, as a `[batch.., m, n]` tensor.
 fn matmul_batched(a: &Tensor, b: &Tensor, batch: &[usize], m: usize, k: usize, n: usize) -> Result<Tensor> {
-    let expand = |t: &Tensor, rows: usize, cols: usize| {
+    let with_batch = |rows: usize, cols: usize| -> Result<(Vec<usize>, usize)> {
         let mut shape = batch.to_vec();
         shape.extend([rows, cols]);
-        t.broadcast_to(&shape)
+        // Each may be too large on its own: with `k == 0` both operands can be
+        // empty while the product is not.
+        let numel = checked_numel("matmul", &shape)?;
+        Ok((shape, numel))
     };
-    let (a, b) = (expand(a, m, k)?, expand(b, k, n)?);
+    let ((a_shape, _), (b_shape, _)) = (with_batch(m, k)?, with_batch(k, n)?);
+    let (shape, numel) = with_batch(m, n)?;
+    if numel == 0 {
+        // Also spares walking a batch like `[1 << 40, 0]` matrix by matrix.
+        return Ok(Tensor::from_contiguous(Vec::new(), &shape));
+    }
+    let (a, b) = (a.broadcast_to(&a_shape)?, b.broadcast_to(&b_shape)?);
     let nb = batch.len();
     let a_offsets = batch_offsets(batch, &a.strides()[..nb], a.layout().offset());
     let b_offsets = batch_offsets(batch, &b.strides()[..nb], b.layout().offset());
     let count = a_offsets.len();
-    let mut out = vec![0.0; count * m * n];
-    let mut shape = batch.to_vec();
-    shape.extend([m, n]);
-    if m * n == 0 {
-        return Tensor::from_vec(out, &shape);
-    }
+    let mut out = vec![0.0; numel];
     let product = |(i, c): (usize, &mut [f32])| {
         let (av, bv) = (matrix_view(&a, a_offsets[i]), matrix_view(&b, b_offsets[i]));
         gemm(1.0, av, bv, 0.0, MatMut::row_major(c, m, n));

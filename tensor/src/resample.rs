@@ -19,6 +19,7 @@
 use rayon::prelude::*;
 
 use crate::error::{invalid, Result};
+use crate::layout::checked_numel;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
 
 /// The four sizes of a `[B, C, H, W]` tensor and a checked scale, or an error.
@@ -62,11 +63,24 @@ impl Tensor {
     /// Nearest-neighbour upsampling of `[B, C, H, W]` by an integer factor `scale`:
     /// returns `[B, C, H * scale, W * scale]`.
     pub fn upsample_nearest2d(&self, scale: usize) -> Result<Tensor> {
-        let [b, c, h, w] = check("upsample_nearest2d", self, scale)?;
-        let (oh, ow) = (h * scale, w * scale);
+        let op = "upsample_nearest2d";
+        let [b, c, h, w] = check(op, self, scale)?;
+        let (oh, ow) = match (h.checked_mul(scale), w.checked_mul(scale)) {
+            (Some(oh), Some(ow)) => (oh, ow),
+            _ => {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "{h}x{w} times scale {scale} overflows usize (input {:?})",
+                        self.shape()
+                    ),
+                ))
+            }
+        };
+        let numel = checked_numel(op, &[b, c, oh, ow])?;
         let x = self.contiguous();
         let src = x.as_slice().expect("contiguous() returns a contiguous tensor");
-        let mut out = vec![0.0; b * c * oh * ow];
+        let mut out = vec![0.0; numel];
         per_plane(src, h * w, &mut out, oh * ow, |s, d| {
             for (row, dst_rows) in s.chunks_exact(w).zip(d.chunks_exact_mut(scale * ow)) {
                 let (first, rest) = dst_rows.split_at_mut(ow);

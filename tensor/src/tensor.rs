@@ -13,7 +13,7 @@ use rand_distr::{Distribution, Normal, Uniform};
 use rayon::prelude::*;
 
 use crate::error::{check_axis, invalid, Result, TensorError};
-use crate::layout::Layout;
+use crate::layout::{checked_numel, Layout};
 use crate::strided::StridedRows;
 
 /// Element counts below this run on one thread: splitting smaller work across
@@ -44,7 +44,7 @@ impl Tensor {
 
     /// Wraps `data` (row-major) as a tensor of `shape`.
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
-        let expected = shape.iter().product();
+        let expected = checked_numel("from_vec", shape)?;
         if data.len() != expected {
             return Err(TensorError::ElementCount {
                 op: "from_vec",
@@ -55,9 +55,10 @@ impl Tensor {
         Ok(Self::from_contiguous(data, shape))
     }
 
-    /// Wraps `data` whose length is known to match `shape`.
+    /// Wraps `data` whose length is known to match `shape`, a shape that passes
+    /// [`checked_numel`].
     pub(crate) fn from_contiguous(data: Vec<f32>, shape: &[usize]) -> Self {
-        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        debug_assert_eq!(checked_numel("from_contiguous", shape), Ok(data.len()));
         Tensor {
             storage: Arc::new(data),
             layout: Layout::contiguous(shape),
@@ -69,17 +70,35 @@ impl Tensor {
         Self::from_contiguous(vec![value], &[])
     }
 
+    /// A tensor of `shape` filled with `value`, or [`TensorError::ShapeTooLarge`]
+    /// for a shape that cannot be laid out ([`checked_numel`]).
+    pub fn try_full(shape: &[usize], value: f32) -> Result<Self> {
+        let numel = checked_numel("full", shape)?;
+        Ok(Self::from_contiguous(vec![value; numel], shape))
+    }
+
     /// A tensor of `shape` filled with `value`.
+    ///
+    /// # Panics
+    /// With the [`TensorError::ShapeTooLarge`] message when the shape cannot be
+    /// laid out, as `vec!` panics on a capacity overflow; [`Tensor::try_full`]
+    /// returns the error instead.
     pub fn full(shape: &[usize], value: f32) -> Self {
-        Self::from_contiguous(vec![value; shape.iter().product()], shape)
+        Self::try_full(shape, value).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A tensor of `shape` filled with zeros.
+    ///
+    /// # Panics
+    /// As [`Tensor::full`] does.
     pub fn zeros(shape: &[usize]) -> Self {
         Self::full(shape, 0.0)
     }
 
     /// A tensor of `shape` filled with ones.
+    ///
+    /// # Panics
+    /// As [`Tensor::full`] does.
     pub fn ones(shape: &[usize]) -> Self {
         Self::full(shape, 1.0)
     }
@@ -89,21 +108,9 @@ impl Tensor {
         Self::from_contiguous((0..n).map(|i| i as f32).collect(), &[n])
     }
 
-    /// The 1-D tensor `start, start + step, ...` up to (not including) `end`.
-    pub fn arange_step(start: f32, end: f32, step: f32) -> Result<Self> {
-        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
-            return Err(invalid(
-                "arange_step",
-                format!("bad range {start}..{end} step {step}"),
-            ));
-        }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
-        let data: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
-        Ok(Self::from_contiguous(data, &[n]))
-    }
-
     /// Samples each element uniformly from `[low, high)`.
     pub fn rand_uniform<R: Rng + ?Sized>(shape: &[usize], low: f32, high: f32, rng: &mut R) -> Result<Self> {
+        let numel = checked_numel("rand_uniform", shape)?;
         // Written so that NaN bounds fail too.
         if low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) || !(high - low).is_finite() {
             return Err(invalid(
@@ -112,15 +119,16 @@ impl Tensor {
             ));
         }
         let dist = Uniform::new(low, high);
-        let data = (0..shape.iter().product()).map(|_| dist.sample(rng)).collect();
+        let data = (0..numel).map(|_| dist.sample(rng)).collect();
         Ok(Self::from_contiguous(data, shape))
     }
 
     /// Samples each element from a normal distribution `N(mean, std^2)`.
     pub fn rand_normal<R: Rng + ?Sized>(shape: &[usize], mean: f32, std: f32, rng: &mut R) -> Result<Self> {
+        let numel = checked_numel("rand_normal", shape)?;
         let dist =
             Normal::new(mean, std).map_err(|e| invalid("rand_normal", format!("bad std {std}: {e}")))?;
-        let data = (0..shape.iter().product()).map(|_| dist.sample(rng)).collect();
+        let data = (0..numel).map(|_| dist.sample(rng)).collect();
         Ok(Self::from_contiguous(data, shape))
     }
 
@@ -235,7 +243,7 @@ impl Tensor {
     /// The same elements under a new shape. A view when the strides allow it,
     /// otherwise a contiguous copy.
     pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
-        let numel: usize = shape.iter().product();
+        let numel = checked_numel("reshape", shape)?;
         if numel != self.numel() {
             return Err(TensorError::ShapeMismatch {
                 op: "reshape",

@@ -1,7 +1,7 @@
 //! The Winograd path of 3x3 convolutions against im2col, on the same layer.
 //!
 //! A test binary of its own: it flips the process-wide switch between the two
-//! paths, and the tests of one binary run in parallel, so in `conv.rs` it would
+//! paths, and the tests of one binary run in parallel, so in `tests/conv.rs` it would
 //! change which path other tests take halfway through them.
 
 use rand::SeedableRng;

@@ -1,6 +1,7 @@
 //! Dropout masks against the probabilities they promise: the dropped fraction,
 //! pairs of neighbours dropped together as often as independence says, the kept
-//! value, determinism in the seed and at any thread count.
+//! value, determinism in the seed and at any thread count, and every element
+//! against its definition from the exported `splitmix64`.
 
 use tensor::Tensor;
 
@@ -61,4 +62,25 @@ fn masks_depend_on_the_seed_only() {
         (same - 0.5).abs() < 0.01,
         "seeds 9 and 10 agree on {same} of the elements"
     );
+}
+
+#[test]
+fn masks_are_built_from_the_exported_splitmix64() {
+    // Element i from its definition (see `mask.rs`): SplitMix64's output for
+    // counter i of the stream `seed`, its top 24 bits compared with p * 2^24.
+    let (p, seed) = (0.3f32, 987_654_321u64);
+    let threshold = (f64::from(p) * f64::from(1u32 << 24)).ceil() as u64;
+    let want: Vec<f32> = (0..40_000u64)
+        .map(|i| {
+            let z = tensor::splitmix64(seed.wrapping_add((i + 1).wrapping_mul(tensor::rng::GOLDEN_GAMMA)));
+            if (z >> 40) < threshold {
+                0.0
+            } else {
+                1.0 / (1.0 - p)
+            }
+        })
+        .collect();
+    let got = Tensor::dropout_mask(&[200, 200], p, seed).unwrap().to_vec();
+    assert_eq!(got.len(), want.len());
+    assert!(got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()));
 }

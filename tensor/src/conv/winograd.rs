@@ -42,13 +42,14 @@
 //!
 //! # Work layout
 //!
-//! As in im2col, the batch is cut into groups of images, one rayon task each.
-//! Inside a group, the tile rows of all its images are walked in blocks whose
-//! transformed inputs and products fit in half of L2 (down to one tile row) and
-//! whose tile counts fill the GEMM kernel's 32-column panels. The transforms run on AVX-512 vectors of 16 tiles of one tile
-//! row: the even and odd columns a tile reads are separated with one permute each,
-//! and output tiles are interleaved back the same way. The weight gradient's `dM`
-//! is written with each tile's channels contiguous instead, 16 channels a vector,
+//! As for im2col, the batch is cut into groups of images, one rayon task each
+//! (the parent module's drivers). Inside a group, the tile rows of all its images
+//! are walked in blocks whose transformed inputs and products fit in half of L2
+//! (down to one tile row) and whose tile counts fill the GEMM kernel's 32-column
+//! panels. The transforms run on AVX-512 vectors of 16 tiles of one tile row: the
+//! even and odd columns a tile reads are separated with one permute each, and
+//! output tiles are interleaved back the same way. The weight gradient's `dM` is
+//! written with each tile's channels contiguous instead, 16 channels a vector,
 //! gathered from 16 planes. Only CPUs with AVX-512 take this path ([`applies`]);
 //! the others use im2col.
 

@@ -7,6 +7,8 @@
 //! contiguous, which is all a micro-kernel needs. A general GEMM (matrixmultiply)
 //! first copies `B` into packed panels; with 32 output channels each element of `B`
 //! feeds only 64 flops, so that copy was a quarter to a third of the product's time.
+//! Winograd's products have the same shape (`Cout x Cin` times `Cin x tiles`, the
+//! right-hand side just written by the input transform) and take this kernel too.
 //!
 //! The micro-kernel computes an `R x 32` tile of `C` (`R <= 8`) in `2 R` vector
 //! registers of 16 floats:
@@ -21,7 +23,7 @@
 //! ```
 //!
 //! Sixteen independent accumulators hide the FMA latency; `B`'s 32-column panel is
-//! reused from cache by every row block before moving right. [`applies`] keeps the
+//! reused from cache by every row block before moving right. `applies` keeps the
 //! kernel to products where that reuse works: `A` small enough to stay in L2, or
 //! `C` at most two panels wide (then `A` is read at most twice), and `B` in cache.
 
@@ -75,7 +77,7 @@ pub(super) fn applies(a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> bool {
 
 /// `C = A B + beta C` for shapes [`applies`] accepts (the caller checked the
 /// shapes agree). With `beta == 0`, C's old contents are not read.
-pub(super) fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+pub(super) fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, mut c: MatMut<'_>) {
     assert!(applies(&a, &b, &c), "short gemm called where it does not apply");
     let (m, k, n) = (a.rows, a.cols, b.cols);
     for j in (0..n).step_by(NR) {
@@ -90,17 +92,18 @@ pub(super) fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
                 a_strides: (a.rs, a.cs),
                 b: b.data[j..].as_ptr(),
                 b_rs: b.rs,
-                c: c.data[i * c.rs + j..].as_mut_ptr(),
+                c: c.ptr_at(i, j),
                 c_rs: c.rs,
                 beta,
             };
             // SAFETY: `applies` checked that the CPU has AVX-512F. The tile touches
             // A(i + r, kk), B(kk, j + t) and C(i + r, j + t) for r < rows <= m - i,
             // kk < k and t < cols <= n - j, all elements of the views, whose
-            // constructors checked that every element lies inside their slices.
-            // The slices start at the tile's first element (indices `i * rs + j * cs`
-            // inside the slice, since the view's extent covers them), and C is a
-            // unique borrow, so the writes alias neither A nor B nor each other.
+            // constructors checked that every element lies inside their ranges.
+            // The pointers are the tile's first elements (indices `i * rs + j * cs`
+            // inside the range, since the view's extent covers them), and C's
+            // elements are distinct and reached only through C (`MatMut`'s
+            // invariant), so the writes alias neither A nor B nor each other.
             unsafe { tile.run() };
         }
     }
