@@ -6,7 +6,7 @@
 mod common;
 
 use common::{forward, golden_inputs, golden_model, TempDir, GOLDEN_CONFIG};
-use ddpm::config::UNetConfig;
+use ddpm::contract::Contract;
 use ddpm::unet::UNet;
 use nn::checkpoint::{load_parameters, save_parameters};
 use nn::Module;
@@ -27,12 +27,13 @@ fn a_saved_unet_reloads_bit_identically_and_computes_the_same_output() {
     let config = &model.config;
     let dir = TempDir::new("checkpoint");
     let path = dir.path().join("model.safetensors");
-    save_parameters(&path, &model.parameters(), &config.metadata()).unwrap();
+    let contract = Contract::new(config.clone());
+    save_parameters(&path, &model.parameters(), &contract.metadata()).unwrap();
 
     // A network with different random weights, built from the file's metadata.
     let meta = nn::safetensors::load(&path).unwrap().metadata().clone();
     assert_eq!(meta.get("config").map(String::as_str), Some(GOLDEN_CONFIG));
-    let config = UNetConfig::from_metadata(&meta, None).unwrap();
+    let config = Contract::from_metadata(&meta, None).unwrap().config;
     let fresh = UNet::new(&config, &mut rand::rngs::StdRng::seed_from_u64(99)).unwrap();
     let (x, t, _) = golden_inputs();
     let before = output(&fresh, &x, &t);

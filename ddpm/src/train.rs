@@ -111,10 +111,8 @@ pub struct Progress {
 /// The generator of step `step` of a run seeded `seed` (SplitMix64 mixing, so
 /// nearby seeds and steps give unrelated streams).
 pub fn step_rng(seed: u64, step: u64, stream: u64) -> StdRng {
-    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    StdRng::seed_from_u64(z ^ (z >> 31))
+    let z = seed ^ step.wrapping_mul(tensor::rng::GOLDEN_GAMMA) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    StdRng::seed_from_u64(tensor::splitmix64(z))
 }
 
 /// The probability that a training label is replaced by "no label", so that one
