@@ -14,6 +14,7 @@ use crate::checkpoint::load_model;
 use crate::contract::Contract;
 use crate::data;
 use crate::error::{Context, Error, Result};
+use crate::sample::spacing::kept_steps;
 use crate::sample::{
     sample, DpmMethod, Request, Sampler, Spacing, Variance, DEFAULT_ANCESTRAL_STEPS, DEFAULT_DDIM_STEPS,
     DEFAULT_DPM_STEPS, DEFAULT_HEUN_STEPS,
@@ -141,7 +142,8 @@ pub fn write_samples(
         guidance: a.guidance.unwrap_or(0.0),
     };
     let batches = n.div_ceil(a.batch);
-    let mut display = SampleDisplay::new(batches * loaded.sampler.steps().min(schedule.steps()));
+    let kept = kept_steps(loaded.spacing, &schedule.alpha_bar, loaded.sampler.steps()).len();
+    let mut display = SampleDisplay::new(batches * kept);
     let images = sample(&loaded.model, &schedule, request, &mut rng, |i, total| {
         display.step(i, total)
     });

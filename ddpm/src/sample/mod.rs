@@ -388,7 +388,11 @@ impl<'a> Chain<'a> {
         let mut denoise = |x: &Tensor, t: usize| self.denoise(x, t);
         let next = match method {
             Some(DpmMethod::Multistep) => dpm2m(x, from, to, &d, previous)?,
-            Some(DpmMethod::MultistepSde) => dpm2m_sde(x, from, to, &d, previous, &noise(x.shape()))?,
+            // The step to clean data is deterministic: it draws no noise.
+            Some(DpmMethod::MultistepSde) if !to.is_clean() => {
+                dpm2m_sde(x, from, to, &d, previous, &noise(x.shape()))?
+            }
+            Some(DpmMethod::MultistepSde) => d.clone(),
             Some(DpmMethod::Singlestep) => {
                 dpm2s(x, from, to, &d, midpoint(&self.alpha_bar, from, to), &mut denoise)?
             }
