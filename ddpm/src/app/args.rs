@@ -27,7 +27,7 @@ pub const MAX_MINUTES: f64 = 525_600.0;
 /// command: train mnist-tiny on the embedded MNIST subset for about ten minutes,
 /// then sample a grid of digits.
 #[derive(Debug, Parser)]
-#[command(name = "ddpm", version, about, long_about = None)]
+#[command(name = "ddpm", version)]
 pub struct Cli {
     /// What to do (none: the ten-minute default run).
     #[command(subcommand)]
