@@ -24,8 +24,9 @@ use rand::{Rng, SeedableRng};
 use crate::checkpoint::{checkpoint_path, TrainState, EMA_FILE};
 use crate::contract::Contract;
 use crate::data::Dataset;
+use crate::diffusion::normal;
 use crate::error::{Context, Error, Result};
-use crate::loss::training_loss;
+use crate::loss::{loss_at, LossOptions};
 use crate::losslog::{self, Row, LOSS_FILE};
 use crate::schedule::NoiseSchedule;
 
@@ -167,9 +168,22 @@ pub fn train_step(
             Some(drop_labels(labels, none, &mut rng))
         }
     };
+    let t: Vec<usize> = (0..opts.batch)
+        .map(|_| rng.gen_range(0..schedule.steps()))
+        .collect();
+    let eps = normal(x0.shape(), &mut rng);
     state.optimizer.zero_grad();
-    let loss = training_loss(&state.model, schedule, &x0, labels.as_deref(), &mut rng)
-        .context("the training loss")?;
+    let loss_options = LossOptions::simple(opts.contract.objective);
+    let loss = loss_at(
+        &state.model,
+        schedule,
+        loss_options,
+        &x0,
+        &t,
+        &eps,
+        labels.as_deref(),
+    )
+    .context("the training loss")?;
     let value = loss.value().item().context("the training loss")?;
     let non_finite = |what: String| Error::NonFinite { step, what };
     if !value.is_finite() {
@@ -244,13 +258,14 @@ pub fn train(
     let contract = &opts.contract;
     let mut state = TrainState::new(contract, opts.lr, opts.ema_decay, opts.seed)?;
     report(Event::Line(format!(
-        "training {} ({} parameters) on {} images, batch {}, {} schedule, T = {}, {} threads",
+        "training {} ({} parameters) on {} images, batch {}, {} schedule, T = {}, predicting {}, {} threads",
         contract.config.name,
         state.model.num_parameters(),
         data.len(),
         opts.batch,
         contract.schedule.name(),
         contract.diffusion_steps,
+        contract.objective.name(),
         rayon::current_num_threads()
     )));
     if opts.resume {

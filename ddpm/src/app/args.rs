@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::checkpoint::Weights;
 use crate::config::CONFIG_NAMES;
-use crate::contract::MAX_DIFFUSION_STEPS;
+use crate::contract::{Objective, MAX_DIFFUSION_STEPS};
 use crate::sample::{Spacing, Variance};
 
 /// The most images in one training or sampling batch.
@@ -129,6 +129,9 @@ pub struct TrainArgs {
     /// Diffusion steps T.
     #[arg(long, value_name = "T", default_value_t = 1000, value_parser = count(MAX_DIFFUSION_STEPS as u64))]
     pub diffusion_steps: usize,
+    /// What the network predicts: the noise, the clean image, or v = alpha eps - sigma x_0.
+    #[arg(long, value_enum, default_value_t = Objective::Eps)]
+    pub objective: Objective,
     /// Seed of everything random.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -33,6 +33,7 @@ pub fn options(a: &TrainArgs, data: &Dataset) -> Result<TrainOptions> {
             ScheduleArg::Cosine => BetaSchedule::COSINE,
         },
         diffusion_steps: a.diffusion_steps,
+        objective: a.objective,
         ..Contract::new(config)
     };
     contract.check_schedule().map_err(Error::Usage)?;
