@@ -2,8 +2,8 @@
 //! weights it publishes, and loading a model from either for sampling.
 //!
 //! - `checkpoint.safetensors` holds `model.*`, `ema.*`, `adam.m.*`, `adam.v.*` and,
-//!   as metadata, the [`Contract`], the step, the seed and the optimiser's and
-//!   EMA's counters.
+//!   as metadata, the [`Contract`], the [`TrainingRecord`] (the seed and the loss
+//!   weighting), the step and the optimiser's and EMA's counters.
 //! - `ema.safetensors` holds the EMA weights under the spec's plain names and the
 //!   [`Contract`], so that any safetensors reader can use it.
 //!
@@ -39,6 +39,69 @@ pub const MAX_COUNTER: u64 = 1 << 53;
 /// The checkpoint inside `out_dir`.
 pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
     out_dir.join(CHECKPOINT_FILE)
+}
+
+/// The training settings a checkpoint records beside the [`Contract`], as
+/// metadata keys `seed` and `min_snr` (`none` or gamma; `none` for older files).
+/// They do not change how the model is used (the EMA file leaves them out), but a
+/// resumed run that changed one would not compute what the interrupted run would
+/// have, so [`TrainState::load`] refuses that, naming both values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainingRecord {
+    /// The seed of every random draw.
+    pub seed: u64,
+    /// min-SNR-gamma's `gamma`, or `None` for the unweighted loss.
+    pub min_snr: Option<f64>,
+}
+
+impl TrainingRecord {
+    /// The metadata keys and values.
+    fn metadata(&self) -> [(String, String); 2] {
+        [
+            ("seed".to_string(), self.seed.to_string()),
+            ("min_snr".to_string(), show_min_snr(self.min_snr)),
+        ]
+    }
+
+    /// The record of a checkpoint at `path`, checked.
+    fn from_file(file: &SafeTensors, path: &Path) -> Result<TrainingRecord> {
+        let min_snr = match file.metadata().get("min_snr").map(String::as_str) {
+            None | Some("none") => None,
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|g| g.is_finite() && *g > 0.0)
+                    .ok_or_else(|| {
+                        Error::contract(
+                            path,
+                            format!("min_snr {v:?} is not \"none\" or a positive number"),
+                        )
+                    })?,
+            ),
+        };
+        Ok(TrainingRecord {
+            seed: counter(file, path, "seed", u64::MAX)?,
+            min_snr,
+        })
+    }
+
+    /// Each setting on which `self` (a checkpoint's) and `wanted` (the flags')
+    /// disagree, as `"key: checkpoint value, flags value"`.
+    fn differences(&self, wanted: &TrainingRecord) -> Vec<String> {
+        self.metadata()
+            .into_iter()
+            .zip(wanted.metadata())
+            .filter(|((_, have), (_, want))| have != want)
+            .map(|((key, have), (_, want))| {
+                format!("{key}: the checkpoint has {have}, the flags ask for {want}")
+            })
+            .collect()
+    }
+}
+
+/// `gamma` as the metadata writes it.
+fn show_min_snr(gamma: Option<f64>) -> String {
+    gamma.map_or("none".into(), |g| g.to_string())
 }
 
 /// Which weights of a training checkpoint to load for sampling.
@@ -91,7 +154,7 @@ impl TrainState {
     }
 
     /// Writes the checkpoint atomically.
-    pub fn save(&self, path: &Path, contract: &Contract, seed: u64) -> Result<()> {
+    pub fn save(&self, path: &Path, contract: &Contract, record: &TrainingRecord) -> Result<()> {
         let (adam_steps, moments) = self.optimizer.state().context("reading Adam's state")?;
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (i, name) in self.names.iter().enumerate() {
@@ -101,10 +164,10 @@ impl TrainState {
             tensors.push((format!("adam.v.{name}"), moments[i].1.clone()));
         }
         let mut meta = contract.metadata();
+        meta.extend(record.metadata());
         meta.extend([
             ("format".to_string(), "ddpm-train-checkpoint".to_string()),
             ("step".to_string(), self.step.to_string()),
-            ("seed".to_string(), seed.to_string()),
             ("adam_steps".to_string(), adam_steps.to_string()),
             ("ema_updates".to_string(), self.ema.updates().to_string()),
         ]);
@@ -121,19 +184,14 @@ impl TrainState {
     }
 
     /// Restores a checkpoint written by [`TrainState::save`]. Refuses one whose
-    /// contract or seed differs from the run's (`wanted`, `seed`), naming both
-    /// values of each difference.
-    pub fn load(&mut self, path: &Path, wanted: &Contract, seed: u64) -> Result<()> {
+    /// contract or training record differs from the run's (`wanted`, `record`),
+    /// naming both values of each difference.
+    pub fn load(&mut self, path: &Path, wanted: &Contract, record: &TrainingRecord) -> Result<()> {
         let file = safetensors::load(path).map_err(|e| Error::checkpoint(path, e))?;
         let recorded =
             Contract::from_metadata(file.metadata(), None).map_err(|m| Error::contract(path, m))?;
         let mut differences = recorded.differences(wanted);
-        let recorded_seed = counter(&file, path, "seed", u64::MAX)?;
-        if recorded_seed != seed {
-            differences.push(format!(
-                "seed: the checkpoint has {recorded_seed}, the flags ask for {seed}"
-            ));
-        }
+        differences.extend(TrainingRecord::from_file(&file, path)?.differences(record));
         if !differences.is_empty() {
             return Err(Error::contract(
                 path,

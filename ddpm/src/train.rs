@@ -1,5 +1,6 @@
-//! The training loop: Adam on `L_simple`, warm-up, gradient clipping, an EMA of
-//! the weights, progress reports, a loss CSV, atomic checkpoints and resumption.
+//! The training loop: Adam on the training loss ([`crate::loss`]), warm-up,
+//! gradient clipping, an EMA of the weights, progress reports, a loss CSV, atomic
+//! checkpoints and resumption.
 //!
 //! Reproducibility: every random draw of step `s` (the batch, the steps `t`, the
 //! noise, the dropout masks) comes from a generator seeded with `(seed, s)`. So
@@ -21,7 +22,7 @@ use nn::Module;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::checkpoint::{checkpoint_path, TrainState, EMA_FILE};
+use crate::checkpoint::{checkpoint_path, TrainState, TrainingRecord, EMA_FILE};
 use crate::contract::Contract;
 use crate::data::Dataset;
 use crate::diffusion::normal;
@@ -47,6 +48,8 @@ pub struct TrainOptions {
     pub warmup: u64,
     /// Global gradient-norm clip.
     pub clip: f32,
+    /// min-SNR-gamma loss weighting's `gamma` (`None`: unweighted).
+    pub min_snr: Option<f64>,
     /// The EMA's maximum decay.
     pub ema_decay: f32,
     /// Seed of everything random.
@@ -59,6 +62,24 @@ pub struct TrainOptions {
     pub overwrite: bool,
     /// Save a checkpoint every this many steps (and at the end).
     pub checkpoint_every: u64,
+}
+
+impl TrainOptions {
+    /// The loss the run trains on.
+    pub fn loss(&self) -> LossOptions {
+        LossOptions {
+            objective: self.contract.objective,
+            min_snr: self.min_snr,
+        }
+    }
+
+    /// The settings the run's checkpoints record and a resume must repeat.
+    pub fn record(&self) -> TrainingRecord {
+        TrainingRecord {
+            seed: self.seed,
+            min_snr: self.min_snr,
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -173,11 +194,10 @@ pub fn train_step(
         .collect();
     let eps = normal(x0.shape(), &mut rng);
     state.optimizer.zero_grad();
-    let loss_options = LossOptions::simple(opts.contract.objective);
     let loss = loss_at(
         &state.model,
         schedule,
-        loss_options,
+        opts.loss(),
         &x0,
         &t,
         &eps,
@@ -252,13 +272,18 @@ pub fn train(
     opts: &TrainOptions,
     mut report: impl FnMut(Event),
 ) -> Result<(TrainState, TrainSummary)> {
+    if let Some(gamma) = opts.min_snr.filter(|g| !(g.is_finite() && *g > 0.0)) {
+        return Err(Error::usage(format!(
+            "min-SNR gamma {gamma} is not a positive number"
+        )));
+    }
     prepare_out_dir(opts)?;
     let ckpt = checkpoint_path(&opts.out_dir);
     let csv = opts.out_dir.join(LOSS_FILE);
     let contract = &opts.contract;
     let mut state = TrainState::new(contract, opts.lr, opts.ema_decay, opts.seed)?;
     report(Event::Line(format!(
-        "training {} ({} parameters) on {} images, batch {}, {} schedule, T = {}, predicting {}, {} threads",
+        "training {} ({} parameters) on {} images, batch {}, {} schedule, T = {}, predicting {}{}, {} threads",
         contract.config.name,
         state.model.num_parameters(),
         data.len(),
@@ -266,6 +291,7 @@ pub fn train(
         contract.schedule.name(),
         contract.diffusion_steps,
         contract.objective.name(),
+        opts.min_snr.map_or(String::new(), |g| format!(" (min-SNR gamma {g})")),
         rayon::current_num_threads()
     )));
     if opts.resume {
@@ -275,7 +301,7 @@ pub fn train(
                 ckpt.display()
             )));
         }
-        state.load(&ckpt, contract, opts.seed)?;
+        state.load(&ckpt, contract, &opts.record())?;
         losslog::truncate(&csv, state.step)?;
         report(Event::Line(format!(
             "resumed from {} at step {}",
@@ -331,10 +357,10 @@ pub fn train(
             eta: by_steps.into_iter().chain(by_time).fold(f64::INFINITY, f64::min),
         }));
         if state.step.is_multiple_of(opts.checkpoint_every) {
-            state.save(&ckpt, contract, opts.seed)?;
+            state.save(&ckpt, contract, &opts.record())?;
         }
     }
-    state.save(&ckpt, contract, opts.seed)?;
+    state.save(&ckpt, contract, &opts.record())?;
     let ema = opts.out_dir.join(EMA_FILE);
     state.save_ema(&ema, contract)?;
     let elapsed = start.elapsed().as_secs_f64();

@@ -5,6 +5,8 @@
 //!   of a known `x_0` and `eps`, at the first, a middle and the last step.
 //! - The training loss of each objective against a hand computation, and
 //!   `L_hybrid`'s bound never training the mean, whatever the objective.
+//! - min-SNR-gamma's weights against the formula for each objective, the
+//!   weighted loss by hand, and the weighting recorded and kept on resume.
 //! - Every sampler's data prediction is the objective's conversion of the raw
 //!   output, and the bound's terms use it too.
 //! - Through the program: a v-model and an x0-model train, resume only with
@@ -16,7 +18,7 @@ use ddpm::checkpoint::{load_model, Weights};
 use ddpm::config::UNetConfig;
 use ddpm::diffusion::{normal, posterior_mean, q_sample, Objective};
 use ddpm::likelihood::{dataset_bound, normal_kl, vlb_terms};
-use ddpm::loss::{hybrid_loss, loss_at, LossOptions};
+use ddpm::loss::{hybrid_loss, loss_at, min_snr_weights, LossOptions};
 use ddpm::sample::{sample, Chain, Condition, DpmMethod, History, Request, Sampler, Variance};
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
 use ddpm::unet::UNet;
@@ -307,6 +309,193 @@ fn the_hybrid_loss_trains_the_prediction_only_through_l_simple_for_every_objecti
         (bounds[0] - bounds[1]).abs() > 1e-6 && (bounds[1] - bounds[2]).abs() > 1e-6,
         "{bounds:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// min-SNR-gamma weighting.
+// ---------------------------------------------------------------------------
+
+/// `SNR_t = alpha_bar_t / (1 - alpha_bar_t)`, in f64.
+fn snr(s: &NoiseSchedule, t: usize) -> f64 {
+    s.alpha_bar[t] / (1.0 - s.alpha_bar[t])
+}
+
+/// The weights against the paper's formula on each objective's error, and the
+/// facts it stands for: each objective's weighted error is the same
+/// `min(SNR, gamma) |x_0 error|^2`, and every weight is at most 1 where the
+/// weighting clips (eps) or nowhere above `gamma` (x0).
+#[test]
+fn min_snr_weights_follow_the_formula_for_each_objective() {
+    let s = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
+    let t = [0, 10, 50, 100, 300, 500, 999];
+    let gamma = 5.0;
+    for objective in Objective::ALL {
+        let got = min_snr_weights(&s, objective, gamma, &t);
+        for (&w, &step) in got.iter().zip(&t) {
+            let r = snr(&s, step);
+            let want = match objective {
+                Objective::Eps => r.min(gamma) / r,
+                Objective::X0 => r.min(gamma),
+                Objective::V => r.min(gamma) / (r + 1.0),
+            };
+            assert!(
+                (w - want).abs() <= 1e-12 * want.max(1.0),
+                "{objective:?}, t = {step}: {w} vs {want}"
+            );
+            // |eps err|^2 = SNR |x0 err|^2 and |v err|^2 = (SNR + 1) |x0 err|^2: the
+            // weight times that factor is min(SNR, gamma) for every objective.
+            let factor = match objective {
+                Objective::Eps => r,
+                Objective::X0 => 1.0,
+                Objective::V => r + 1.0,
+            };
+            assert!((w * factor - r.min(gamma)).abs() < 1e-9 * r.min(gamma).max(1.0));
+        }
+    }
+    // The low-noise end is where the clipping bites: at t = 0 the SNR is ~1e4.
+    let eps = min_snr_weights(&s, Objective::Eps, gamma, &[0, 999]);
+    assert!(eps[0] < 1e-3 && (eps[1] - 1.0).abs() < 1e-12, "{eps:?}");
+}
+
+/// The weighted `L_simple` by hand: the mean over images of each image's
+/// weight times its mean squared error.
+#[test]
+fn the_min_snr_loss_weights_each_image_by_hand() {
+    let net = tiny_net(false, 40);
+    let s = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
+    let shape = [3, 1, 28, 28];
+    let per = 28 * 28;
+    let x0 = image_like(&shape, 41);
+    let eps = normal(&shape, &mut rng(42));
+    let t = [2, 300, 900];
+    let x_t = q_sample(&s, &x0, &t, &eps).unwrap();
+    let out = raw(&net, &x_t, &t).to_vec();
+    let (x0v, epsv) = (x0.to_vec(), eps.to_vec());
+    for objective in Objective::ALL {
+        let loss = LossOptions {
+            objective,
+            min_snr: Some(5.0),
+        };
+        let got = autograd::no_grad(|| loss_at(&net, &s, loss, &x0, &t, &eps, None))
+            .unwrap()
+            .value()
+            .item()
+            .unwrap() as f64;
+        let mut want = 0.0;
+        for (i, &step) in t.iter().enumerate() {
+            let (a, sg) = alpha_sigma(&s, step);
+            let r = snr(&s, step);
+            let w = match objective {
+                Objective::Eps => r.min(5.0) / r,
+                Objective::X0 => r.min(5.0),
+                Objective::V => r.min(5.0) / (r + 1.0),
+            };
+            let mse: f64 = (i * per..(i + 1) * per)
+                .map(|j| {
+                    let target = match objective {
+                        Objective::Eps => epsv[j] as f64,
+                        Objective::X0 => x0v[j] as f64,
+                        Objective::V => a * epsv[j] as f64 - sg * x0v[j] as f64,
+                    };
+                    (out[j] as f64 - target).powi(2)
+                })
+                .sum::<f64>()
+                / per as f64;
+            want += w * mse / t.len() as f64;
+        }
+        assert!((got - want).abs() < 1e-5 * want, "{objective:?}: {got} vs {want}");
+        let unweighted =
+            autograd::no_grad(|| loss_at(&net, &s, LossOptions::simple(objective), &x0, &t, &eps, None))
+                .unwrap()
+                .value()
+                .item()
+                .unwrap() as f64;
+        assert!(
+            (got - unweighted).abs() > 1e-3 * unweighted,
+            "{objective:?}: the weights change nothing"
+        );
+    }
+}
+
+/// With learned variances the weighting scales `L_simple` only: the
+/// prediction's gradient is `2 w_i (pred - target) / n` on image `i`.
+#[test]
+fn the_weighted_hybrid_loss_scales_each_images_gradient_by_its_weight() {
+    let s = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
+    let shape = [2, 1, 3, 3];
+    let x0 = image_like(&shape, 45);
+    let eps = normal(&shape, &mut rng(46));
+    let t = [3, 700];
+    let x_t = q_sample(&s, &x0, &t, &eps).unwrap();
+    for objective in Objective::ALL {
+        let pred = Var::leaf(normal(&shape, &mut rng(47)));
+        let o = Var::leaf(image_like(&shape, 48).mul_scalar(0.5));
+        let loss = LossOptions {
+            objective,
+            min_snr: Some(5.0),
+        };
+        hybrid_loss(&s, loss, &x0, &x_t, &t, &eps, (&pred, &o))
+            .unwrap()
+            .backward()
+            .unwrap();
+        let target = objective.target(&s, &x0, &t, &eps).unwrap().to_vec();
+        let w = min_snr_weights(&s, objective, 5.0, &t);
+        let n = target.len() as f64;
+        let (p, got) = (pred.value().to_vec(), pred.grad().unwrap().to_vec());
+        for j in 0..p.len() {
+            let want = 2.0 * w[j / 9] * (p[j] as f64 - target[j] as f64) / n;
+            assert!(
+                (got[j] as f64 - want).abs() < 1e-6,
+                "{objective:?}, {j}: {} vs {want}",
+                got[j]
+            );
+        }
+    }
+}
+
+#[test]
+fn min_snr_is_recorded_and_a_resume_that_changes_it_is_refused() {
+    let out = train_tiny("min-snr", 1, &["--min-snr", "5", "--objective", "v"]);
+    let meta = nn::safetensors::load(&out.join("checkpoint.safetensors"))
+        .unwrap()
+        .metadata()
+        .clone();
+    assert_eq!(meta["min_snr"], "5");
+    let v = ["--objective", "v"];
+    let err = train_in(&out, 2, &[&["--resume"], &v[..]].concat()).unwrap_err();
+    assert!(
+        err.contains("min_snr: the checkpoint has 5, the flags ask for none"),
+        "{err}"
+    );
+    let err = train_in(&out, 2, &[&["--resume", "--min-snr", "4"], &v[..]].concat()).unwrap_err();
+    assert!(
+        err.contains("min_snr: the checkpoint has 5, the flags ask for 4"),
+        "{err}"
+    );
+    train_in(&out, 2, &[&["--resume", "--min-snr", "5"], &v[..]].concat()).unwrap();
+    // A checkpoint from before the key resumes as unweighted; a corrupt value is refused.
+    let plain = train_tiny("min-snr-old", 1, &[]);
+    let ckpt = plain.join("checkpoint.safetensors");
+    let rewrite = |value: Option<&str>| {
+        let file = nn::safetensors::load(&ckpt).unwrap();
+        let mut meta = file.metadata().clone();
+        assert!(meta.remove("min_snr").is_some());
+        if let Some(v) = value {
+            meta.insert("min_snr".into(), v.into());
+        }
+        nn::safetensors::save(&ckpt, file.tensors().iter(), &meta).unwrap();
+    };
+    rewrite(None);
+    train_in(&plain, 2, &["--resume"]).unwrap();
+    rewrite(Some("-1"));
+    let err = train_in(&plain, 3, &["--resume"]).unwrap_err();
+    assert!(
+        err.contains("min_snr \"-1\" is not \"none\" or a positive number"),
+        "{err}"
+    );
+    assert!(run(&["train", "--min-snr", "0"])
+        .unwrap_err()
+        .contains("--min-snr"));
 }
 
 // ---------------------------------------------------------------------------

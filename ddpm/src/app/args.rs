@@ -120,6 +120,9 @@ pub struct TrainArgs {
     /// Gradient-norm clip.
     #[arg(long, default_value_t = 1.0, value_parser = float_in(0.0, false, 1e6))]
     pub clip: f64,
+    /// Min-SNR-gamma loss weighting (Hang et al. 2023; 5 is the paper's) [default: off].
+    #[arg(long, value_name = "GAMMA", value_parser = float_in(0.0, false, 1e6))]
+    pub min_snr: Option<f64>,
     /// EMA decay (with the (1+n)/(10+n) warm-up).
     #[arg(long, default_value_t = 0.999, value_parser = float_in(0.0, true, 0.999_999))]
     pub ema: f64,

@@ -47,6 +47,7 @@ pub fn options(a: &TrainArgs, data: &Dataset) -> Result<TrainOptions> {
         lr: a.lr as f32,
         warmup: a.warmup,
         clip: a.clip as f32,
+        min_snr: a.min_snr,
         ema_decay: a.ema as f32,
         seed: a.seed,
         out_dir: a.out.clone(),

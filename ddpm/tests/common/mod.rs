@@ -97,6 +97,7 @@ pub fn tiny_options(out: &Path, steps: u64) -> ddpm::train::TrainOptions {
         lr: 1e-3,
         warmup: 2,
         clip: 1.0,
+        min_snr: None,
         ema_decay: 0.999,
         seed: 7,
         out_dir: out.to_path_buf(),
