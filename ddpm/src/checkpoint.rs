@@ -3,7 +3,8 @@
 //!
 //! - `checkpoint.safetensors` holds `model.*`, `ema.*`, `adam.m.*`, `adam.v.*` and,
 //!   as metadata, the [`Contract`], the [`TrainingRecord`] (the seed and the loss
-//!   weighting), the step and the optimiser's and EMA's counters.
+//!   weighting), the step, the learning rate's decay horizon once it is fixed
+//!   (`lr_horizon`) and the optimiser's and EMA's counters.
 //! - `ema.safetensors` holds the EMA weights under the spec's plain names and the
 //!   [`Contract`], so that any safetensors reader can use it.
 //!
@@ -123,6 +124,9 @@ pub struct TrainState {
     pub ema: Ema,
     /// Steps done.
     pub step: u64,
+    /// The step at which the learning rate's decay ends, once fixed (see
+    /// [`crate::train`]); a resumed run reuses it.
+    pub lr_horizon: Option<u64>,
     names: Vec<String>,
     params: Vec<Parameter>,
 }
@@ -137,6 +141,7 @@ impl TrainState {
             optimizer: Adam::new(params.clone(), lr),
             ema: Ema::new(&params, ema_decay),
             step: 0,
+            lr_horizon: None,
             model,
             names,
             params,
@@ -171,6 +176,9 @@ impl TrainState {
             ("adam_steps".to_string(), adam_steps.to_string()),
             ("ema_updates".to_string(), self.ema.updates().to_string()),
         ]);
+        if let Some(h) = self.lr_horizon {
+            meta.insert("lr_horizon".to_string(), h.to_string());
+        }
         safetensors::save(path, tensors.iter().map(|(n, t)| (n, t)), &meta)
             .map_err(|e| Error::checkpoint(path, e))
     }
@@ -232,6 +240,10 @@ impl TrainState {
             .load_state(adam_steps, moments)
             .context("restoring Adam")?;
         self.step = counter(&file, path, "step", MAX_COUNTER)?;
+        self.lr_horizon = match file.metadata().get("lr_horizon") {
+            None => None,
+            Some(_) => Some(counter(&file, path, "lr_horizon", MAX_COUNTER)?),
+        };
         Ok(())
     }
 }

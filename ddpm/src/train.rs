@@ -4,8 +4,18 @@
 //!
 //! Reproducibility: every random draw of step `s` (the batch, the steps `t`, the
 //! noise, the dropout masks) comes from a generator seeded with `(seed, s)`. So
-//! a checkpoint needs only the step number to resume exactly where the run left
-//! off, and a resumed run computes the same losses as an uninterrupted one.
+//! a checkpoint needs only the step number (and the learning rate's horizon) to
+//! resume exactly where the run left off, and a resumed run computes the same
+//! losses as an uninterrupted one.
+//!
+//! The learning rate warms up linearly, then stays constant or decays (cosine or
+//! linear, [`LrDecay`]) to a floor at the *horizon*: `max_steps` when the run has
+//! one; else, for a run with only a time budget, an estimate fixed once the
+//! warm-up is over and this run has timed [`HORIZON_AFTER_STEPS`] steps (or spent
+//! [`HORIZON_AFTER_FRACTION`] of its budget): the step it will reach at its
+//! measured pace ([`estimate_horizon`]). Until then the rate is the peak one. The
+//! checkpoint records the horizon, and a resumed run without `max_steps` reuses
+//! it, so its rates are the uninterrupted run's.
 //!
 //! Nothing is lost or silently replaced: a directory that already holds a run is
 //! refused unless `resume` (continue it) or `overwrite` (start over) says which;
@@ -31,6 +41,43 @@ use crate::loss::{loss_at, LossOptions};
 use crate::losslog::{self, Row, LOSS_FILE};
 use crate::schedule::NoiseSchedule;
 
+/// How the learning rate falls after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LrDecay {
+    /// Constant at the peak rate.
+    None,
+    /// Half a cosine down to the floor at the horizon.
+    Cosine,
+    /// A straight line down to the floor at the horizon.
+    Linear,
+}
+
+impl LrDecay {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            LrDecay::None => "none",
+            LrDecay::Cosine => "cosine",
+            LrDecay::Linear => "linear",
+        }
+    }
+}
+
+/// A time-budgeted run fixes its learning-rate horizon once it has timed this
+/// many steps (after the warm-up) ...
+pub const HORIZON_AFTER_STEPS: u64 = 20;
+
+/// ... or spent this fraction of its budget, whichever comes first.
+pub const HORIZON_AFTER_FRACTION: f64 = 0.05;
+
+/// The step a run at `step` reaches by the end of its `budget` seconds, having
+/// done `timed` steps in `elapsed` seconds: `step + floor((budget - elapsed) /
+/// (elapsed / timed))`.
+pub fn estimate_horizon(step: u64, timed: u64, elapsed: f64, budget: f64) -> u64 {
+    let per_step = elapsed.max(1e-9) / timed.max(1) as f64;
+    step + ((budget - elapsed).max(0.0) / per_step).floor() as u64
+}
+
 /// Everything a training run is told.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -46,6 +93,10 @@ pub struct TrainOptions {
     pub lr: f32,
     /// Linear warm-up steps.
     pub warmup: u64,
+    /// The decay after the warm-up.
+    pub lr_decay: LrDecay,
+    /// The rate the decay ends at (at most `lr`).
+    pub lr_min: f32,
     /// Global gradient-norm clip.
     pub clip: f32,
     /// min-SNR-gamma loss weighting's `gamma` (`None`: unweighted).
@@ -70,6 +121,21 @@ impl TrainOptions {
         LossOptions {
             objective: self.contract.objective,
             min_snr: self.min_snr,
+        }
+    }
+
+    /// The learning rate of step `step` with the decay ending at `horizon`
+    /// (`None`: not fixed yet, the peak rate after the warm-up).
+    pub fn learning_rate(&self, horizon: Option<u64>, step: u64) -> f32 {
+        let schedule = LrSchedule {
+            base: self.lr,
+            warmup: self.warmup,
+            total: horizon.filter(|_| self.lr_decay != LrDecay::None),
+            min: self.lr_min,
+        };
+        match self.lr_decay {
+            LrDecay::Linear => schedule.at_linear(step),
+            LrDecay::None | LrDecay::Cosine => schedule.at(step),
         }
     }
 
@@ -163,15 +229,15 @@ fn first_non_finite(state: &TrainState) -> Option<String> {
     names.into_iter().find(|(_, p)| bad(p)).map(|(n, _)| n)
 }
 
-/// One optimisation step at `state.step`; returns the loss and the gradient norm
-/// before clipping. Errors on a non-finite loss or gradient (before updating
+/// One optimisation step at `state.step` with learning rate `lr`; returns the
+/// loss and the gradient norm before clipping. Errors on a non-finite loss or gradient (before updating
 /// anything) and on non-finite weights after the update (the caller must then
 /// not save the state).
 pub fn train_step(
     state: &mut TrainState,
     data: &Dataset,
     schedule: &NoiseSchedule,
-    lr: &LrSchedule,
+    lr: f32,
     opts: &TrainOptions,
 ) -> Result<(f32, f32)> {
     let step = state.step;
@@ -215,7 +281,7 @@ pub fn train_step(
     if !norm.is_finite() {
         return Err(non_finite(format!("gradient norm ({norm})")));
     }
-    state.optimizer.set_lr(lr.at(step));
+    state.optimizer.set_lr(lr);
     state.optimizer.step().context("the Adam update")?;
     if let Some(name) = first_non_finite(state) {
         return Err(non_finite(format!("weight {name:?} after the update")));
@@ -265,6 +331,60 @@ fn prepare_out_dir(opts: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The line that says how the learning rate will go.
+fn lr_plan(opts: &TrainOptions, state: &TrainState) -> String {
+    let warm = format!("lr {:e} after a {}-step warm-up", opts.lr, opts.warmup);
+    if opts.lr_decay == LrDecay::None {
+        return format!("{warm}, then constant");
+    }
+    let decay = format!("{} decay to {:e}", opts.lr_decay.name(), opts.lr_min);
+    match (state.lr_horizon, opts.max_steps) {
+        (Some(h), Some(_)) => format!("{warm}, {decay} at step {}", thousands(h)),
+        (Some(h), None) => format!(
+            "{warm}, {decay} at step {} (the checkpoint's horizon)",
+            thousands(h)
+        ),
+        (None, _) => format!(
+            "{warm}, {decay} at a horizon estimated from the step time once {HORIZON_AFTER_STEPS} steps \
+             are timed after the warm-up"
+        ),
+    }
+}
+
+/// Fixes a time-budgeted run's horizon when the time has come (see the module
+/// doc); returns the line that says so.
+fn fix_horizon(opts: &TrainOptions, state: &mut TrainState, first: u64, elapsed: f64) -> Option<String> {
+    let budget = opts.time_budget?.as_secs_f64();
+    let timed = state.step - first;
+    let ready = timed >= 1
+        && state.step >= opts.warmup
+        && (timed >= HORIZON_AFTER_STEPS || elapsed >= HORIZON_AFTER_FRACTION * budget);
+    if opts.lr_decay == LrDecay::None || state.lr_horizon.is_some() || !ready {
+        return None;
+    }
+    let horizon = estimate_horizon(state.step, timed, elapsed, budget);
+    state.lr_horizon = Some(horizon);
+    Some(format!(
+        "lr horizon ~{} steps (estimated at step {} from {:.3} s/step and the time left)",
+        thousands(horizon),
+        state.step,
+        elapsed / timed as f64
+    ))
+}
+
 /// Trains until `max_steps` or the time budget, telling `report` about each
 /// step; saves the checkpoint and the EMA weights, and returns the state.
 pub fn train(
@@ -275,6 +395,12 @@ pub fn train(
     if let Some(gamma) = opts.min_snr.filter(|g| !(g.is_finite() && *g > 0.0)) {
         return Err(Error::usage(format!(
             "min-SNR gamma {gamma} is not a positive number"
+        )));
+    }
+    if opts.lr_decay != LrDecay::None && !(0.0..=opts.lr).contains(&opts.lr_min) {
+        return Err(Error::usage(format!(
+            "the learning rate's floor {} is not in [0, {}] (the peak rate)",
+            opts.lr_min, opts.lr
         )));
     }
     prepare_out_dir(opts)?;
@@ -310,12 +436,10 @@ pub fn train(
         )));
     }
     let schedule = contract.noise_schedule();
-    let lr = LrSchedule {
-        base: opts.lr,
-        warmup: opts.warmup,
-        total: None,
-        min: opts.lr,
-    };
+    if opts.lr_decay != LrDecay::None && opts.max_steps.is_some() {
+        state.lr_horizon = opts.max_steps;
+    }
+    report(Event::Line(lr_plan(opts, &state)));
     state.model.set_training(true);
     let start = Instant::now();
     let first = state.step;
@@ -325,7 +449,11 @@ pub fn train(
             || opts.time_budget.is_some_and(|b| start.elapsed() >= b)
     };
     while !done(&state) {
-        let (loss, norm) = train_step(&mut state, data, &schedule, &lr, opts)?;
+        if let Some(line) = fix_horizon(opts, &mut state, first, start.elapsed().as_secs_f64()) {
+            report(Event::Line(line));
+        }
+        let lr = opts.learning_rate(state.lr_horizon, state.step);
+        let (loss, norm) = train_step(&mut state, data, &schedule, lr, opts)?;
         let s = smoothed.map_or(loss as f64, |m| 0.98 * m + 0.02 * loss as f64);
         smoothed = Some(s);
         let elapsed = start.elapsed().as_secs_f64();
@@ -335,7 +463,7 @@ pub fn train(
             loss,
             smoothed_loss: s,
             grad_norm: norm,
-            lr: lr.at(state.step - 1),
+            lr,
             images_per_sec: ips,
             elapsed,
         };

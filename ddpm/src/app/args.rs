@@ -15,6 +15,7 @@ use crate::checkpoint::Weights;
 use crate::config::CONFIG_NAMES;
 use crate::contract::{Objective, MAX_DIFFUSION_STEPS};
 use crate::sample::{Spacing, Variance};
+use crate::train::LrDecay;
 
 /// The most images in one training or sampling batch.
 pub const MAX_BATCH: u64 = 4096;
@@ -117,6 +118,12 @@ pub struct TrainArgs {
     /// Linear warm-up steps.
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = RangedU64ValueParser::<u64>::new().range(0..=crate::checkpoint::MAX_COUNTER))]
     pub warmup: u64,
+    /// Learning-rate decay after the warm-up, to --lr-min at the last step (--steps, or estimated from --minutes).
+    #[arg(long, value_enum, default_value_t = LrDecay::None)]
+    pub lr_decay: LrDecay,
+    /// The rate the decay ends at [default: 0.1 x --lr].
+    #[arg(long, value_name = "X", value_parser = float_in(0.0, true, 1.0))]
+    pub lr_min: Option<f64>,
     /// Gradient-norm clip.
     #[arg(long, default_value_t = 1.0, value_parser = float_in(0.0, false, 1e6))]
     pub clip: f64,

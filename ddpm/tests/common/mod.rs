@@ -96,6 +96,8 @@ pub fn tiny_options(out: &Path, steps: u64) -> ddpm::train::TrainOptions {
         time_budget: Some(std::time::Duration::from_secs(600)),
         lr: 1e-3,
         warmup: 2,
+        lr_decay: ddpm::train::LrDecay::None,
+        lr_min: 1e-4,
         clip: 1.0,
         min_snr: None,
         ema_decay: 0.999,
