@@ -2,8 +2,8 @@
 //! weights it publishes, and loading a model from either for sampling.
 //!
 //! - `checkpoint.safetensors` holds `model.*`, `ema.*`, `adam.m.*`, `adam.v.*` and,
-//!   as metadata, the [`Contract`], the [`TrainingRecord`] (the seed and the loss
-//!   weighting), the step, the learning rate's decay horizon once it is fixed
+//!   as metadata, the [`Contract`], the [`TrainingRecord`] (the seed, the loss
+//!   weighting and the batch), the step, the learning rate's decay horizon once it is fixed
 //!   (`lr_horizon`) and the optimiser's and EMA's counters.
 //! - `ema.safetensors` holds the EMA weights under the spec's plain names and the
 //!   [`Contract`], so that any safetensors reader can use it.
@@ -42,30 +42,51 @@ pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
     out_dir.join(CHECKPOINT_FILE)
 }
 
-/// The training settings a checkpoint records beside the [`Contract`], as
-/// metadata keys `seed` and `min_snr` (`none` or gamma; `none` for older files).
-/// They do not change how the model is used (the EMA file leaves them out), but a
-/// resumed run that changed one would not compute what the interrupted run would
-/// have, so [`TrainState::load`] refuses that, naming both values.
+/// The training settings a checkpoint records beside the [`Contract`]. They do
+/// not change how the model is used (the EMA file leaves them out). Two change
+/// what a resumed run computes, so [`TrainState::load`] refuses a resume that
+/// changes them, naming both values: `seed` and `min_snr` (`none` or gamma;
+/// `none` for older files). The batch is recorded for the reader (`batch`,
+/// `accumulate` and their product `effective_batch`) and may change on resume.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainingRecord {
     /// The seed of every random draw.
     pub seed: u64,
     /// min-SNR-gamma's `gamma`, or `None` for the unweighted loss.
     pub min_snr: Option<f64>,
+    /// Images per micro-batch.
+    pub batch: usize,
+    /// Micro-batches per optimiser step.
+    pub accumulate: usize,
 }
 
 impl TrainingRecord {
-    /// The metadata keys and values.
-    fn metadata(&self) -> [(String, String); 2] {
+    /// The keys a resume must repeat, and their values.
+    fn checked(&self) -> [(&'static str, String); 2] {
         [
-            ("seed".to_string(), self.seed.to_string()),
-            ("min_snr".to_string(), show_min_snr(self.min_snr)),
+            ("seed", self.seed.to_string()),
+            ("min_snr", show_min_snr(self.min_snr)),
         ]
     }
 
-    /// The record of a checkpoint at `path`, checked.
-    fn from_file(file: &SafeTensors, path: &Path) -> Result<TrainingRecord> {
+    /// Every key and value the checkpoint records.
+    fn metadata(&self) -> Vec<(String, String)> {
+        let batch = [
+            ("batch", self.batch),
+            ("accumulate", self.accumulate),
+            ("effective_batch", self.batch * self.accumulate),
+        ];
+        let checked = self.checked().into_iter();
+        checked
+            .chain(batch.into_iter().map(|(k, v)| (k, v.to_string())))
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    /// Each checked setting on which the checkpoint at `path` and `self` (the
+    /// flags') disagree, as `"key: checkpoint value, flags value"`; the
+    /// checkpoint's values are checked first.
+    fn differences(&self, file: &SafeTensors, path: &Path) -> Result<Vec<String>> {
         let min_snr = match file.metadata().get("min_snr").map(String::as_str) {
             None | Some("none") => None,
             Some(v) => Some(
@@ -80,23 +101,20 @@ impl TrainingRecord {
                     })?,
             ),
         };
-        Ok(TrainingRecord {
+        let recorded = TrainingRecord {
             seed: counter(file, path, "seed", u64::MAX)?,
             min_snr,
-        })
-    }
-
-    /// Each setting on which `self` (a checkpoint's) and `wanted` (the flags')
-    /// disagree, as `"key: checkpoint value, flags value"`.
-    fn differences(&self, wanted: &TrainingRecord) -> Vec<String> {
-        self.metadata()
+            ..*self
+        };
+        Ok(recorded
+            .checked()
             .into_iter()
-            .zip(wanted.metadata())
+            .zip(self.checked())
             .filter(|((_, have), (_, want))| have != want)
             .map(|((key, have), (_, want))| {
                 format!("{key}: the checkpoint has {have}, the flags ask for {want}")
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -199,7 +217,7 @@ impl TrainState {
         let recorded =
             Contract::from_metadata(file.metadata(), None).map_err(|m| Error::contract(path, m))?;
         let mut differences = recorded.differences(wanted);
-        differences.extend(TrainingRecord::from_file(&file, path)?.differences(record));
+        differences.extend(record.differences(&file, path)?);
         if !differences.is_empty() {
             return Err(Error::contract(
                 path,

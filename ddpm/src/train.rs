@@ -2,10 +2,17 @@
 //! gradient clipping, an EMA of the weights, progress reports, a loss CSV, atomic
 //! checkpoints and resumption.
 //!
-//! Reproducibility: every random draw of step `s` (the batch, the steps `t`, the
-//! noise, the dropout masks) comes from a generator seeded with `(seed, s)`. So
-//! a checkpoint needs only the step number (and the learning rate's horizon) to
-//! resume exactly where the run left off, and a resumed run computes the same
+//! Gradient accumulation: a step runs `accumulate` micro-batches of `batch`
+//! images, each loss scaled by `1 / accumulate` before its backward pass, so the
+//! gradients the tape sums are their mean, the gradient of one batch of
+//! `accumulate * batch` images. The clip, the learning rate, Adam and the EMA act
+//! once per step; the logged loss is the mean over the micro-batches.
+//!
+//! Reproducibility: every random draw of micro-batch `m` of step `s` (the images,
+//! the steps `t`, the noise, the dropout masks) comes from a generator seeded with
+//! `(seed, s, m)`, micro-batch 0 drawing what a run without accumulation draws.
+//! So a checkpoint needs only the step number (and the learning rate's horizon)
+//! to resume exactly where the run left off, and a resumed run computes the same
 //! losses as an uninterrupted one.
 //!
 //! The learning rate warms up linearly, then stays constant or decays (cosine or
@@ -31,6 +38,7 @@ use nn::optim::{clip_grad_norm, LrSchedule, Optimizer};
 use nn::Module;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tensor::Tensor;
 
 use crate::checkpoint::{checkpoint_path, TrainState, TrainingRecord, EMA_FILE};
 use crate::contract::Contract;
@@ -83,8 +91,10 @@ pub fn estimate_horizon(step: u64, timed: u64, elapsed: f64, budget: f64) -> u64
 pub struct TrainOptions {
     /// The model and diffusion to train (config, schedule, `T`, objective).
     pub contract: Contract,
-    /// Images per step.
+    /// Images per micro-batch.
     pub batch: usize,
+    /// Micro-batches per optimiser step (1: none), their gradients averaged.
+    pub accumulate: usize,
     /// Stop after this many steps (in total, counting resumed ones) ...
     pub max_steps: Option<u64>,
     /// ... or after this much time in this run, whichever comes first.
@@ -144,6 +154,8 @@ impl TrainOptions {
         TrainingRecord {
             seed: self.seed,
             min_snr: self.min_snr,
+            batch: self.batch,
+            accumulate: self.accumulate,
         }
     }
 }
@@ -203,6 +215,51 @@ pub fn step_rng(seed: u64, step: u64, stream: u64) -> StdRng {
     StdRng::seed_from_u64(tensor::splitmix64(z))
 }
 
+/// The generators of micro-batch `m` of a step use streams offset by `m` times
+/// this (stream 1 draws the data, 100 + k seeds dropout layer k), so micro-batch
+/// 0 keeps the streams of a run without accumulation.
+pub const MICRO_BATCH_STREAMS: u64 = 1 << 32;
+
+/// What one micro-batch draws: its images (and labels, some dropped for a
+/// conditional model), a step per image and the noise.
+#[derive(Debug, Clone)]
+pub struct MicroBatch {
+    /// `[batch, C, H, W]` in `[-1, 1]`.
+    pub x0: Tensor,
+    /// The labels the model sees (`none` where dropped), for a conditional model.
+    pub labels: Option<Vec<usize>>,
+    /// The diffusion step of each image, uniform over `0..T`.
+    pub t: Vec<usize>,
+    /// The noise of each image.
+    pub eps: Tensor,
+}
+
+/// Micro-batch `m` of step `step`: everything drawn from `(opts.seed, step, m)`.
+pub fn micro_batch(
+    data: &Dataset,
+    schedule: &NoiseSchedule,
+    opts: &TrainOptions,
+    step: u64,
+    m: u64,
+) -> Result<MicroBatch> {
+    let mut rng = step_rng(opts.seed, step, 1 + m * MICRO_BATCH_STREAMS);
+    let indices: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..data.len())).collect();
+    let (x0, labels) = data.batch(&indices)?;
+    let labels = match opts.contract.config.num_classes {
+        None => None,
+        Some(none) => {
+            let labels =
+                labels.ok_or_else(|| Error::usage("a class-conditional model needs labelled data"))?;
+            Some(drop_labels(labels, none, &mut rng))
+        }
+    };
+    let t = (0..opts.batch)
+        .map(|_| rng.gen_range(0..schedule.steps()))
+        .collect();
+    let eps = normal(x0.shape(), &mut rng);
+    Ok(MicroBatch { x0, labels, t, eps })
+}
+
 /// The probability that a training label is replaced by "no label", so that one
 /// network learns both the conditional and the unconditional noise estimate that
 /// classifier-free guidance combines (Ho and Salimans 2022).
@@ -229,10 +286,11 @@ fn first_non_finite(state: &TrainState) -> Option<String> {
     names.into_iter().find(|(_, p)| bad(p)).map(|(n, _)| n)
 }
 
-/// One optimisation step at `state.step` with learning rate `lr`; returns the
-/// loss and the gradient norm before clipping. Errors on a non-finite loss or gradient (before updating
-/// anything) and on non-finite weights after the update (the caller must then
-/// not save the state).
+/// One optimisation step at `state.step` with learning rate `lr`, over
+/// `opts.accumulate` micro-batches; returns the loss (the micro-batches' mean)
+/// and the gradient norm before clipping. Errors on a non-finite loss or
+/// gradient (before updating anything) and on non-finite weights after the
+/// update (the caller must then not save the state).
 pub fn train_step(
     state: &mut TrainState,
     data: &Dataset,
@@ -241,42 +299,43 @@ pub fn train_step(
     opts: &TrainOptions,
 ) -> Result<(f32, f32)> {
     let step = state.step;
-    let mut rng = step_rng(opts.seed, step, 1);
-    for (k, d) in state.model.dropouts().iter().enumerate() {
-        d.set_rng(step_rng(opts.seed, step, 100 + k as u64));
-    }
-    let indices: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..data.len())).collect();
-    let (x0, labels) = data.batch(&indices)?;
-    let labels = match state.model.config.num_classes {
-        None => None,
-        Some(none) => {
-            let labels =
-                labels.ok_or_else(|| Error::usage("a class-conditional model needs labelled data"))?;
-            Some(drop_labels(labels, none, &mut rng))
-        }
-    };
-    let t: Vec<usize> = (0..opts.batch)
-        .map(|_| rng.gen_range(0..schedule.steps()))
-        .collect();
-    let eps = normal(x0.shape(), &mut rng);
-    state.optimizer.zero_grad();
-    let loss = loss_at(
-        &state.model,
-        schedule,
-        opts.loss(),
-        &x0,
-        &t,
-        &eps,
-        labels.as_deref(),
-    )
-    .context("the training loss")?;
-    let value = loss.value().item().context("the training loss")?;
     let non_finite = |what: String| Error::NonFinite { step, what };
-    if !value.is_finite() {
-        autograd::clear_tape();
-        return Err(non_finite(format!("loss ({value})")));
+    let k = opts.accumulate;
+    state.optimizer.zero_grad();
+    let mut sum = 0.0f64;
+    for m in 0..k as u64 {
+        for (j, d) in state.model.dropouts().iter().enumerate() {
+            d.set_rng(step_rng(
+                opts.seed,
+                step,
+                100 + j as u64 + m * MICRO_BATCH_STREAMS,
+            ));
+        }
+        let b = micro_batch(data, schedule, opts, step, m)?;
+        let loss = loss_at(
+            &state.model,
+            schedule,
+            opts.loss(),
+            &b.x0,
+            &b.t,
+            &b.eps,
+            b.labels.as_deref(),
+        )
+        .context("the training loss")?;
+        let value = loss.value().item().context("the training loss")?;
+        if !value.is_finite() {
+            autograd::clear_tape();
+            return Err(non_finite(format!("loss ({value})")));
+        }
+        // The tape adds each backward pass to the gradients: scaled, they sum to the mean.
+        let loss = if k == 1 {
+            loss
+        } else {
+            loss.mul_scalar(1.0 / k as f32)
+        };
+        loss.backward().context("the backward pass")?;
+        sum += value as f64;
     }
-    loss.backward().context("the backward pass")?;
     let norm = clip_grad_norm(state.params(), opts.clip).context("clipping the gradient")?;
     if !norm.is_finite() {
         return Err(non_finite(format!("gradient norm ({norm})")));
@@ -288,7 +347,7 @@ pub fn train_step(
     }
     state.update_ema().context("the EMA update")?;
     state.step += 1;
-    Ok((value, norm))
+    Ok(((sum / k as f64) as f32, norm))
 }
 
 /// `mm:ss` or `h:mm:ss`.
@@ -397,6 +456,9 @@ pub fn train(
             "min-SNR gamma {gamma} is not a positive number"
         )));
     }
+    if opts.accumulate == 0 {
+        return Err(Error::usage("accumulating 0 micro-batches per step"));
+    }
     if opts.lr_decay != LrDecay::None && !(0.0..=opts.lr).contains(&opts.lr_min) {
         return Err(Error::usage(format!(
             "the learning rate's floor {} is not in [0, {}] (the peak rate)",
@@ -408,12 +470,16 @@ pub fn train(
     let csv = opts.out_dir.join(LOSS_FILE);
     let contract = &opts.contract;
     let mut state = TrainState::new(contract, opts.lr, opts.ema_decay, opts.seed)?;
+    let effective = opts.batch * opts.accumulate;
+    let batch = match opts.accumulate {
+        1 => effective.to_string(),
+        k => format!("{effective} ({k} micro-batches of {})", opts.batch),
+    };
     report(Event::Line(format!(
-        "training {} ({} parameters) on {} images, batch {}, {} schedule, T = {}, predicting {}{}, {} threads",
+        "training {} ({} parameters) on {} images, batch {batch}, {} schedule, T = {}, predicting {}{}, {} threads",
         contract.config.name,
         state.model.num_parameters(),
         data.len(),
-        opts.batch,
         contract.schedule.name(),
         contract.diffusion_steps,
         contract.objective.name(),
@@ -457,7 +523,7 @@ pub fn train(
         let s = smoothed.map_or(loss as f64, |m| 0.98 * m + 0.02 * loss as f64);
         smoothed = Some(s);
         let elapsed = start.elapsed().as_secs_f64();
-        let ips = ((state.step - first) as usize * opts.batch) as f64 / elapsed.max(1e-9);
+        let ips = ((state.step - first) as usize * effective) as f64 / elapsed.max(1e-9);
         let row = Row {
             step: state.step,
             loss,
@@ -495,7 +561,7 @@ pub fn train(
     let summary = TrainSummary {
         steps: state.step,
         steps_this_run: state.step - first,
-        images_per_sec: ((state.step - first) as usize * opts.batch) as f64 / elapsed.max(1e-9),
+        images_per_sec: ((state.step - first) as usize * effective) as f64 / elapsed.max(1e-9),
         smoothed_loss: smoothed.unwrap_or(f64::NAN),
         checkpoint: ckpt,
         ema,

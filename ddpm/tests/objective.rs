@@ -7,35 +7,27 @@
 //!   `L_hybrid`'s bound never training the mean, whatever the objective.
 //! - min-SNR-gamma's weights against the formula for each objective, the
 //!   weighted loss by hand, and the weighting recorded and kept on resume.
-//! - The learning rate's decay against its closed form over `--steps`, exact on
-//!   resume, and its horizon estimated, recorded and reused without `--steps`.
 //! - Every sampler's data prediction is the objective's conversion of the raw
 //!   output, and the bound's terms use it too.
 //! - Through the program: a v-model and an x0-model train, resume only with
 //!   their own objective, sample with every sampler and score with `eval --nll`,
 //!   and the program's outputs are the library's on the recorded objective.
 
-use std::path::Path;
-use std::time::Duration;
-
 use autograd::Var;
 use ddpm::checkpoint::{load_model, Weights};
 use ddpm::config::UNetConfig;
-use ddpm::contract::Contract;
-use ddpm::data::embedded_mnist;
 use ddpm::diffusion::{normal, posterior_mean, q_sample, Objective};
 use ddpm::likelihood::{dataset_bound, normal_kl, vlb_terms};
 use ddpm::loss::{hybrid_loss, loss_at, min_snr_weights, LossOptions};
 use ddpm::sample::{sample, Chain, Condition, DpmMethod, History, Request, Sampler, Variance};
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
-use ddpm::train::{estimate_horizon, train, Event, LrDecay, TrainOptions, HORIZON_AFTER_STEPS};
 use ddpm::unet::UNet;
 use nn::Module;
 use rand::{Rng, SeedableRng};
 use tensor::Tensor;
 
 mod common;
-use common::{grid_pixels, pixels, program, run, temp_dir, tiny_options, train_in, train_tiny, MNIST};
+use common::{grid_pixels, pixels, program, run, temp_dir, train_in, train_tiny, MNIST};
 
 fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
@@ -799,204 +791,4 @@ fn a_file_with_an_unknown_objective_is_refused_naming_the_field() {
     ])
     .unwrap_err();
     assert!(err.contains("objective \"score\" is not eps, x0 or v"), "{err}");
-}
-
-// ---------------------------------------------------------------------------
-// The learning-rate schedule.
-// ---------------------------------------------------------------------------
-
-/// The rows of a run's `loss.csv`: (step, loss, lr), as written.
-fn log_rows(out: &Path) -> Vec<(u64, String, f32)> {
-    std::fs::read_to_string(out.join("loss.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].parse().unwrap(), f[1].to_string(), f[4].parse().unwrap())
-        })
-        .collect()
-}
-
-/// The closed form: warm-up `base (s + 1) / warmup`, then `min + (base - min)
-/// left(q)` with `q = min(1, (s - warmup) / (horizon - warmup))`.
-fn closed_form(decay: LrDecay, base: f64, min: f64, warmup: u64, horizon: u64, s: u64) -> f64 {
-    if s < warmup {
-        return base * (s + 1) as f64 / warmup as f64;
-    }
-    let q = ((s - warmup) as f64 / (horizon - warmup) as f64).min(1.0);
-    let left = match decay {
-        LrDecay::None => 1.0,
-        LrDecay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * q).cos()),
-        LrDecay::Linear => 1.0 - q,
-    };
-    min + (base - min) * left
-}
-
-#[test]
-fn the_horizon_estimate_is_the_step_reached_at_the_measured_pace() {
-    // 500 steps in 95 s (0.19 s/step) with 505 s of a 600 s budget left: 2,657 more.
-    assert_eq!(estimate_horizon(500, 500, 95.0, 600.0), 500 + 2657);
-    // A resumed run at step 1,000 that timed 20 steps in 4 s of a 60 s budget.
-    assert_eq!(estimate_horizon(1000, 20, 4.0, 60.0), 1000 + 280);
-    // Out of time: the horizon is now.
-    assert_eq!(estimate_horizon(7, 7, 61.0, 60.0), 7);
-}
-
-/// With `--steps N` the decay ends at N: the logged rates against the closed
-/// form, for both shapes, and `--lr-min` defaulting to a tenth of `--lr`.
-#[test]
-fn the_logged_learning_rates_follow_the_closed_form_to_the_last_step() {
-    for (decay, name, floor) in [
-        (LrDecay::Cosine, "cosine", Some("2e-4")),
-        (LrDecay::Linear, "linear", None),
-    ] {
-        let out = temp_dir(&format!("lr-{name}"));
-        let mut flags = vec!["--lr", "1e-3", "--warmup", "2", "--lr-decay", name];
-        if let Some(f) = floor {
-            flags.extend(["--lr-min", f]);
-        }
-        train_in(&out, 7, &flags).unwrap();
-        let min = floor.map_or(1e-4, |f| f.parse().unwrap());
-        let rows = log_rows(&out);
-        assert_eq!(rows.len(), 7);
-        for (step, _, lr) in rows {
-            let want = closed_form(decay, 1e-3, min, 2, 7, step - 1);
-            assert!(
-                (lr as f64 - want).abs() < 1e-9,
-                "{name}, step {step}: {lr} vs {want}"
-            );
-        }
-        let meta = nn::safetensors::load(&out.join("checkpoint.safetensors"))
-            .unwrap()
-            .metadata()
-            .clone();
-        assert_eq!(meta["lr_horizon"], "7", "{name}");
-    }
-    let err = |flags: &[&str]| run(&[&["train", "--steps", "1"], flags].concat()).unwrap_err();
-    assert!(err(&["--lr-min", "1e-5"]).contains("--lr-min needs --lr-decay"));
-    assert!(err(&["--lr-decay", "cosine", "--lr-min", "0.5"]).contains("--lr-min 0.5 is above --lr"));
-    assert!(err(&["--lr-decay", "step"]).contains("--lr-decay"));
-}
-
-/// A run killed after step 3 (its last checkpoint at step 2) and resumed computes
-/// the uninterrupted run's losses and rates, with the cosine decay over
-/// `--steps`, a v objective and min-SNR weighting.
-#[test]
-fn a_resumed_run_with_a_decaying_rate_computes_the_same_losses() {
-    let data = embedded_mnist().unwrap();
-    let (straight, killed) = (temp_dir("lr-straight"), temp_dir("lr-killed"));
-    let options = |out: &Path| TrainOptions {
-        lr_decay: LrDecay::Cosine,
-        warmup: 1,
-        min_snr: Some(5.0),
-        contract: Contract {
-            objective: Objective::V,
-            ..tiny_options(out, 5).contract
-        },
-        ..tiny_options(out, 5)
-    };
-    // The straight run; at step 3 the files on disk are those of a run killed
-    // then (the checkpoint of step 2, the log up to step 3): copy them.
-    train(&data, &options(&straight), |event| {
-        if let Event::Step(p) = event {
-            if p.step == 3 {
-                for f in ["checkpoint.safetensors", "loss.csv"] {
-                    std::fs::copy(straight.join(f), killed.join(f)).unwrap();
-                }
-            }
-        }
-    })
-    .unwrap();
-    let copied = log_rows(&killed);
-    assert_eq!(copied.len(), 3, "the copy holds the log up to step 3");
-    let resumed = TrainOptions {
-        resume: true,
-        ..options(&killed)
-    };
-    let (state, summary) = train(&data, &resumed, |_| {}).unwrap();
-    assert_eq!((state.step, summary.steps_this_run), (5, 3));
-    let (a, b) = (log_rows(&straight), log_rows(&killed));
-    assert_eq!(a, b, "the same losses and rates, interrupted or not");
-    // The rates decay to the floor over the 5 steps.
-    for (step, _, lr) in a {
-        let want = closed_form(LrDecay::Cosine, 1e-3, 1e-4, 1, 5, step - 1);
-        assert!((lr as f64 - want).abs() < 1e-9, "step {step}: {lr} vs {want}");
-    }
-}
-
-/// Without `--steps` the horizon is estimated after the warm-up, said in a line,
-/// recorded in the checkpoint, and reused by a resumed run; the rates are the
-/// peak one until it is fixed, then the closed form with it.
-#[test]
-fn a_time_budgeted_run_estimates_records_and_reuses_its_horizon() {
-    let data = embedded_mnist().unwrap();
-    let out = temp_dir("lr-budget");
-    let options = |seconds: f64| TrainOptions {
-        max_steps: None,
-        time_budget: Some(Duration::from_secs_f64(seconds)),
-        lr_decay: LrDecay::Linear,
-        warmup: 0,
-        checkpoint_every: 1_000_000,
-        ..tiny_options(&out, 1)
-    };
-    let mut lines = Vec::new();
-    train(&data, &options(1.5), |event| {
-        if let Event::Line(l) = event {
-            lines.push(l)
-        }
-    })
-    .unwrap();
-    let estimate = lines
-        .iter()
-        .find(|l| l.starts_with("lr horizon ~"))
-        .unwrap_or_else(|| panic!("no horizon line in {lines:?}"));
-    // "lr horizon ~1,234 steps (estimated at step 5 from 0.012 s/step and the time left)"
-    let number = |after: &str| -> u64 {
-        let rest = &estimate[estimate.find(after).unwrap() + after.len()..];
-        rest.split(' ').next().unwrap().replace(',', "").parse().unwrap()
-    };
-    let (horizon, fixed_at) = (number("~"), number("at step "));
-    let meta = nn::safetensors::load(&out.join("checkpoint.safetensors"))
-        .unwrap()
-        .metadata()
-        .clone();
-    assert_eq!(meta["lr_horizon"], horizon.to_string());
-    let rows = log_rows(&out);
-    assert!(
-        (1..=HORIZON_AFTER_STEPS).contains(&fixed_at) && fixed_at < rows.len() as u64,
-        "{estimate}"
-    );
-    let check = |rows: &[(u64, String, f32)]| {
-        for (step, _, lr) in rows {
-            let s = step - 1;
-            let want = if s < fixed_at {
-                1e-3
-            } else {
-                closed_form(LrDecay::Linear, 1e-3, 1e-4, 0, horizon, s)
-            };
-            assert!((*lr as f64 - want).abs() < 1e-9, "step {step}: {lr} vs {want}");
-        }
-    };
-    check(&rows);
-    let done = rows.len();
-    let mut lines = Vec::new();
-    let resumed = TrainOptions {
-        resume: true,
-        ..options(0.5)
-    };
-    train(&data, &resumed, |event| {
-        if let Event::Line(l) = event {
-            lines.push(l)
-        }
-    })
-    .unwrap();
-    assert!(
-        lines.iter().any(|l| l.contains("the checkpoint's horizon")),
-        "{lines:?}"
-    );
-    assert!(!lines.iter().any(|l| l.starts_with("lr horizon ~")), "{lines:?}");
-    let rows = log_rows(&out);
-    assert!(rows.len() > done, "the resumed run trained");
-    check(&rows);
 }

@@ -19,6 +19,8 @@ use crate::train::LrDecay;
 
 /// The most images in one training or sampling batch.
 pub const MAX_BATCH: u64 = 4096;
+/// The most micro-batches one training step accumulates.
+pub const MAX_ACCUMULATE: u64 = 4096;
 /// The most samples one command draws.
 pub const MAX_SAMPLES: u64 = 100_000;
 /// The longest time budget, in minutes (a year).
@@ -103,9 +105,12 @@ pub struct TrainArgs {
     /// A folder of PNG/JPEG images instead (resized to the config; class sub-folders give labels).
     #[arg(long, value_name = "DIR")]
     pub images: Option<PathBuf>,
-    /// Images per step.
+    /// Images per step (per micro-batch with --accumulate).
     #[arg(long, default_value_t = 64, value_parser = count(MAX_BATCH))]
     pub batch: usize,
+    /// Micro-batches of --batch images per optimiser step, their gradients averaged.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = count(MAX_ACCUMULATE))]
+    pub accumulate: usize,
     /// Stop after N steps in total (counting resumed ones).
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<u64>::new().range(1..=crate::checkpoint::MAX_COUNTER))]
     pub steps: Option<u64>,

@@ -52,6 +52,7 @@ pub fn options(a: &TrainArgs, data: &Dataset) -> Result<TrainOptions> {
     Ok(TrainOptions {
         contract,
         batch: a.batch,
+        accumulate: a.accumulate,
         max_steps: a.steps,
         // The parser bounds minutes to (0, a year], so this cannot overflow.
         time_budget: minutes.map(|m| Duration::from_secs_f64(m * 60.0)),

@@ -92,6 +92,7 @@ pub fn tiny_options(out: &Path, steps: u64) -> ddpm::train::TrainOptions {
     ddpm::train::TrainOptions {
         contract: ddpm::contract::Contract::new(ddpm::config::UNetConfig::named("mnist-tiny").unwrap()),
         batch: 2,
+        accumulate: 1,
         max_steps: Some(steps),
         time_budget: Some(std::time::Duration::from_secs(600)),
         lr: 1e-3,
