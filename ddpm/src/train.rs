@@ -183,7 +183,8 @@ pub struct TrainSummary {
 /// or plain lines).
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A line worth printing as it is (start, resume).
+    /// A line worth printing as it is (start, resume, the learning rate's plan
+    /// and its estimated horizon).
     Line(String),
     /// A step finished.
     Step(Progress),
@@ -417,8 +418,9 @@ fn lr_plan(opts: &TrainOptions, state: &TrainState) -> String {
             thousands(h)
         ),
         (None, _) => format!(
-            "{warm}, {decay} at a horizon estimated from the step time once {HORIZON_AFTER_STEPS} steps \
-             are timed after the warm-up"
+            "{warm}, {decay} at a horizon estimated from the step time after the warm-up (and at least \
+             {HORIZON_AFTER_STEPS} steps or {}% of the time budget)",
+            HORIZON_AFTER_FRACTION * 100.0
         ),
     }
 }

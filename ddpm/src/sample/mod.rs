@@ -256,9 +256,9 @@ impl History {
 
 /// A reverse process ready to run: the sampler, its kept steps `tau_1 < ... <
 /// tau_S`, the schedule respaced to them, the model (and what its output
-/// predicts) and the conditioning. Index
-/// `i` runs from `S - 1` (pure noise) down to 0; [`sample_from`] walks all of it,
-/// and the paper's figures ([`crate::figures`]) start or stop part way.
+/// predicts) and the conditioning. Index `i` runs from `S - 1` (pure noise) down
+/// to 0; [`sample_from`] walks all of it, and the paper's figures
+/// ([`crate::figures`]) start or stop part way.
 pub struct Chain<'a> {
     model: &'a UNet,
     objective: Objective,
