@@ -2,8 +2,9 @@
 //! weights it publishes, and loading a model from either for sampling.
 //!
 //! - `checkpoint.safetensors` holds `model.*`, `ema.*`, `adam.m.*`, `adam.v.*` and,
-//!   as metadata, the [`Contract`], the step, the seed and the optimiser's and
-//!   EMA's counters.
+//!   as metadata, the [`Contract`], the [`TrainingRecord`] (the seed, the loss
+//!   weighting and the batch), the step, the learning rate's decay horizon once it is fixed
+//!   (`lr_horizon`) and the optimiser's and EMA's counters.
 //! - `ema.safetensors` holds the EMA weights under the spec's plain names and the
 //!   [`Contract`], so that any safetensors reader can use it.
 //!
@@ -41,6 +42,87 @@ pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
     out_dir.join(CHECKPOINT_FILE)
 }
 
+/// The training settings a checkpoint records beside the [`Contract`]. They do
+/// not change how the model is used (the EMA file leaves them out). Two change
+/// what a resumed run computes, so [`TrainState::load`] refuses a resume that
+/// changes them, naming both values: `seed` and `min_snr` (`none` or gamma;
+/// `none` for older files). The batch is recorded for the reader (`batch`,
+/// `accumulate` and their product `effective_batch`) and may change on resume.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainingRecord {
+    /// The seed of every random draw.
+    pub seed: u64,
+    /// min-SNR-gamma's `gamma`, or `None` for the unweighted loss.
+    pub min_snr: Option<f64>,
+    /// Images per micro-batch.
+    pub batch: usize,
+    /// Micro-batches per optimiser step.
+    pub accumulate: usize,
+}
+
+impl TrainingRecord {
+    /// The keys a resume must repeat, and their values.
+    fn checked(&self) -> [(&'static str, String); 2] {
+        [
+            ("seed", self.seed.to_string()),
+            ("min_snr", show_min_snr(self.min_snr)),
+        ]
+    }
+
+    /// Every key and value the checkpoint records.
+    fn metadata(&self) -> Vec<(String, String)> {
+        let batch = [
+            ("batch", self.batch),
+            ("accumulate", self.accumulate),
+            ("effective_batch", self.batch * self.accumulate),
+        ];
+        let checked = self.checked().into_iter();
+        checked
+            .chain(batch.into_iter().map(|(k, v)| (k, v.to_string())))
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    /// Each checked setting on which the checkpoint at `path` and `self` (the
+    /// flags') disagree, as `"key: checkpoint value, flags value"`; the
+    /// checkpoint's values are checked first.
+    fn differences(&self, file: &SafeTensors, path: &Path) -> Result<Vec<String>> {
+        let min_snr = match file.metadata().get("min_snr").map(String::as_str) {
+            None | Some("none") => None,
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|g| g.is_finite() && *g > 0.0)
+                    .ok_or_else(|| {
+                        Error::contract(
+                            path,
+                            format!("min_snr {v:?} is not \"none\" or a positive number"),
+                        )
+                    })?,
+            ),
+        };
+        let recorded = TrainingRecord {
+            seed: counter(file, path, "seed", u64::MAX)?,
+            min_snr,
+            ..*self
+        };
+        Ok(recorded
+            .checked()
+            .into_iter()
+            .zip(self.checked())
+            .filter(|((_, have), (_, want))| have != want)
+            .map(|((key, have), (_, want))| {
+                format!("{key}: the checkpoint has {have}, the flags ask for {want}")
+            })
+            .collect())
+    }
+}
+
+/// `gamma` as the metadata writes it.
+fn show_min_snr(gamma: Option<f64>) -> String {
+    gamma.map_or("none".into(), |g| g.to_string())
+}
+
 /// Which weights of a training checkpoint to load for sampling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Weights {
@@ -60,6 +142,9 @@ pub struct TrainState {
     pub ema: Ema,
     /// Steps done.
     pub step: u64,
+    /// The step at which the learning rate's decay ends, once fixed (see
+    /// [`crate::train`]); a resumed run reuses it.
+    pub lr_horizon: Option<u64>,
     names: Vec<String>,
     params: Vec<Parameter>,
 }
@@ -74,6 +159,7 @@ impl TrainState {
             optimizer: Adam::new(params.clone(), lr),
             ema: Ema::new(&params, ema_decay),
             step: 0,
+            lr_horizon: None,
             model,
             names,
             params,
@@ -91,7 +177,7 @@ impl TrainState {
     }
 
     /// Writes the checkpoint atomically.
-    pub fn save(&self, path: &Path, contract: &Contract, seed: u64) -> Result<()> {
+    pub fn save(&self, path: &Path, contract: &Contract, record: &TrainingRecord) -> Result<()> {
         let (adam_steps, moments) = self.optimizer.state().context("reading Adam's state")?;
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for (i, name) in self.names.iter().enumerate() {
@@ -101,13 +187,16 @@ impl TrainState {
             tensors.push((format!("adam.v.{name}"), moments[i].1.clone()));
         }
         let mut meta = contract.metadata();
+        meta.extend(record.metadata());
         meta.extend([
             ("format".to_string(), "ddpm-train-checkpoint".to_string()),
             ("step".to_string(), self.step.to_string()),
-            ("seed".to_string(), seed.to_string()),
             ("adam_steps".to_string(), adam_steps.to_string()),
             ("ema_updates".to_string(), self.ema.updates().to_string()),
         ]);
+        if let Some(h) = self.lr_horizon {
+            meta.insert("lr_horizon".to_string(), h.to_string());
+        }
         safetensors::save(path, tensors.iter().map(|(n, t)| (n, t)), &meta)
             .map_err(|e| Error::checkpoint(path, e))
     }
@@ -121,19 +210,14 @@ impl TrainState {
     }
 
     /// Restores a checkpoint written by [`TrainState::save`]. Refuses one whose
-    /// contract or seed differs from the run's (`wanted`, `seed`), naming both
-    /// values of each difference.
-    pub fn load(&mut self, path: &Path, wanted: &Contract, seed: u64) -> Result<()> {
+    /// contract or training record differs from the run's (`wanted`, `record`),
+    /// naming both values of each difference.
+    pub fn load(&mut self, path: &Path, wanted: &Contract, record: &TrainingRecord) -> Result<()> {
         let file = safetensors::load(path).map_err(|e| Error::checkpoint(path, e))?;
         let recorded =
             Contract::from_metadata(file.metadata(), None).map_err(|m| Error::contract(path, m))?;
         let mut differences = recorded.differences(wanted);
-        let recorded_seed = counter(&file, path, "seed", u64::MAX)?;
-        if recorded_seed != seed {
-            differences.push(format!(
-                "seed: the checkpoint has {recorded_seed}, the flags ask for {seed}"
-            ));
-        }
+        differences.extend(record.differences(&file, path)?);
         if !differences.is_empty() {
             return Err(Error::contract(
                 path,
@@ -174,6 +258,10 @@ impl TrainState {
             .load_state(adam_steps, moments)
             .context("restoring Adam")?;
         self.step = counter(&file, path, "step", MAX_COUNTER)?;
+        self.lr_horizon = match file.metadata().get("lr_horizon") {
+            None => None,
+            Some(_) => Some(counter(&file, path, "lr_horizon", MAX_COUNTER)?),
+        };
         Ok(())
     }
 }

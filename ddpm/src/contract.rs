@@ -15,7 +15,7 @@
 //! | `beta_start`, `beta_end` | linear betas | 1e-4, 0.02 |
 //! | `cosine_s` | the cosine offset `s` | 0.008 |
 //! | `diffusion_steps` | `T` | 1000 |
-//! | `objective` | what the network predicts: `eps` | `eps` |
+//! | `objective` | what the network predicts: `eps`, `x0` or `v` ([`Objective`]) | `eps` |
 //!
 //! [`Contract::from_metadata`] is the one reader, [`Contract::metadata`] the one
 //! writer and [`Contract::noise_schedule`] the one way to rebuild the diffusion.
@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::UNetConfig;
+pub use crate::diffusion::Objective;
 use crate::schedule::{BetaSchedule, NoiseSchedule};
 
 /// The most classes a conditional model may have (ImageNet's 1000): bounds the
@@ -33,30 +34,6 @@ pub const MAX_CLASSES: usize = 1000;
 
 /// The most diffusion steps `T` a model may have.
 pub const MAX_DIFFUSION_STEPS: usize = 100_000;
-
-/// What the network's (first) output predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Objective {
-    /// The noise `eps` that made `x_t` (Ho et al. 2020).
-    Eps,
-}
-
-impl Objective {
-    /// The name in the metadata and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Objective::Eps => "eps",
-        }
-    }
-
-    /// The objective called `name`.
-    pub fn parse(name: &str) -> Option<Objective> {
-        match name {
-            "eps" => Some(Objective::Eps),
-            _ => None,
-        }
-    }
-}
 
 /// Everything needed to rebuild a trained model and its diffusion.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,7 +143,7 @@ impl Contract {
         };
         let objective = match meta.get("objective") {
             None => Objective::Eps,
-            Some(o) => Objective::parse(o).ok_or(format!("objective {o:?} is not eps"))?,
+            Some(o) => Objective::parse(o).ok_or(format!("objective {o:?} is not eps, x0 or v"))?,
         };
         let contract = Contract {
             config,

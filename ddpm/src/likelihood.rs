@@ -23,8 +23,8 @@ use autograd::Result;
 use rand::Rng;
 use tensor::Tensor;
 
-use crate::diffusion::{normal, posterior_mean, predict_x0, q_sample};
-use crate::sample::{predict_eps, step_log_variance, Variance};
+use crate::diffusion::{normal, posterior_mean, q_sample, Objective};
+use crate::sample::{predict, step_log_variance, Variance};
 use crate::schedule::NoiseSchedule;
 use crate::unet::UNet;
 
@@ -79,9 +79,11 @@ pub fn prior_bpd(schedule: &NoiseSchedule, x0: &Tensor) -> f64 {
 
 /// The bound's terms for a batch `x0` (`[B, C, H, W]` on the pixel grid in
 /// `[-1, 1]`), in bits per dimension averaged over the batch: `(L_T, [L_0, L_1, ...,
-/// L_{T-1}])`. Runs the model once per step (T forward passes), without a tape.
+/// L_{T-1}])`, for a `model` that predicts `objective`'s quantity. Runs the model
+/// once per step (T forward passes), without a tape.
 pub fn vlb_terms<R: Rng + ?Sized>(
     model: &UNet,
+    objective: Objective,
     schedule: &NoiseSchedule,
     variance: Variance,
     x0: &Tensor,
@@ -93,8 +95,8 @@ pub fn vlb_terms<R: Rng + ?Sized>(
     for (t, term) in terms.iter_mut().enumerate() {
         let steps = vec![t; b];
         let x_t = q_sample(schedule, x0, &steps, &normal(x0.shape(), rng))?;
-        let (eps, o) = predict_eps(model, &x_t, &steps, None, 0.0)?;
-        let x0_pred = predict_x0(schedule, &x_t, &steps, &eps)?.clamp(-1.0, 1.0)?;
+        let (output, o) = predict(model, &x_t, &steps, None, 0.0)?;
+        let x0_pred = objective.x0(schedule, &x_t, &steps, &output)?.clamp(-1.0, 1.0)?;
         let model_mean = posterior_mean(schedule, &x0_pred, &x_t, &steps)?.to_vec();
         let lv = step_log_variance(schedule, variance, &steps, o.as_ref())?
             .broadcast_to(x0.shape())?
@@ -139,11 +141,12 @@ impl Bound {
     }
 }
 
-/// The bound of `model` on `batches` of images (each batch costs `T` forward
-/// passes), averaged over all images, each batch weighted by its size;
-/// `progress(done, total)` after each batch.
+/// The bound of `model` (predicting `objective`'s quantity) on `batches` of
+/// images (each batch costs `T` forward passes), averaged over all images, each
+/// batch weighted by its size; `progress(done, total)` after each batch.
 pub fn dataset_bound<R: Rng + ?Sized>(
     model: &UNet,
+    objective: Objective,
     schedule: &NoiseSchedule,
     variance: Variance,
     batches: &[Tensor],
@@ -153,7 +156,7 @@ pub fn dataset_bound<R: Rng + ?Sized>(
     let total: usize = batches.iter().map(|b| b.shape()[0]).sum();
     let (mut prior, mut terms, mut seen) = (0.0, vec![0.0; schedule.steps()], 0usize);
     for x0 in batches {
-        let (p, t) = vlb_terms(model, schedule, variance, x0, rng)?;
+        let (p, t) = vlb_terms(model, objective, schedule, variance, x0, rng)?;
         let w = x0.shape()[0] as f64;
         prior += p * w;
         terms.iter_mut().zip(&t).for_each(|(acc, v)| *acc += v * w);

@@ -1,10 +1,28 @@
-//! The training loop: Adam on `L_simple`, warm-up, gradient clipping, an EMA of
-//! the weights, progress reports, a loss CSV, atomic checkpoints and resumption.
+//! The training loop: Adam on the training loss ([`crate::loss`]), warm-up,
+//! gradient clipping, an EMA of the weights, progress reports, a loss CSV, atomic
+//! checkpoints and resumption.
 //!
-//! Reproducibility: every random draw of step `s` (the batch, the steps `t`, the
-//! noise, the dropout masks) comes from a generator seeded with `(seed, s)`. So
-//! a checkpoint needs only the step number to resume exactly where the run left
-//! off, and a resumed run computes the same losses as an uninterrupted one.
+//! Gradient accumulation: a step runs `accumulate` micro-batches of `batch`
+//! images, each loss scaled by `1 / accumulate` before its backward pass, so the
+//! gradients the tape sums are their mean, the gradient of one batch of
+//! `accumulate * batch` images. The clip, the learning rate, Adam and the EMA act
+//! once per step; the logged loss is the mean over the micro-batches.
+//!
+//! Reproducibility: every random draw of micro-batch `m` of step `s` (the images,
+//! the steps `t`, the noise, the dropout masks) comes from a generator seeded with
+//! `(seed, s, m)`, micro-batch 0 drawing what a run without accumulation draws.
+//! So a checkpoint needs only the step number (and the learning rate's horizon)
+//! to resume exactly where the run left off, and a resumed run computes the same
+//! losses as an uninterrupted one.
+//!
+//! The learning rate warms up linearly, then stays constant or decays (cosine or
+//! linear, [`LrDecay`]) to a floor at the *horizon*: `max_steps` when the run has
+//! one; else, for a run with only a time budget, an estimate fixed once the
+//! warm-up is over and this run has timed [`HORIZON_AFTER_STEPS`] steps (or spent
+//! [`HORIZON_AFTER_FRACTION`] of its budget): the step it will reach at its
+//! measured pace ([`estimate_horizon`]). Until then the rate is the peak one. The
+//! checkpoint records the horizon, and a resumed run without `max_steps` reuses
+//! it, so its rates are the uninterrupted run's.
 //!
 //! Nothing is lost or silently replaced: a directory that already holds a run is
 //! refused unless `resume` (continue it) or `overwrite` (start over) says which;
@@ -20,22 +38,63 @@ use nn::optim::{clip_grad_norm, LrSchedule, Optimizer};
 use nn::Module;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tensor::Tensor;
 
-use crate::checkpoint::{checkpoint_path, TrainState, EMA_FILE};
+use crate::checkpoint::{checkpoint_path, TrainState, TrainingRecord, EMA_FILE};
 use crate::contract::Contract;
 use crate::data::Dataset;
+use crate::diffusion::normal;
 use crate::error::{Context, Error, Result};
-use crate::loss::training_loss;
+use crate::loss::{loss_at, LossOptions};
 use crate::losslog::{self, Row, LOSS_FILE};
 use crate::schedule::NoiseSchedule;
+
+/// How the learning rate falls after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LrDecay {
+    /// Constant at the peak rate.
+    None,
+    /// Half a cosine down to the floor at the horizon.
+    Cosine,
+    /// A straight line down to the floor at the horizon.
+    Linear,
+}
+
+impl LrDecay {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            LrDecay::None => "none",
+            LrDecay::Cosine => "cosine",
+            LrDecay::Linear => "linear",
+        }
+    }
+}
+
+/// A time-budgeted run fixes its learning-rate horizon once it has timed this
+/// many steps (after the warm-up) ...
+pub const HORIZON_AFTER_STEPS: u64 = 20;
+
+/// ... or spent this fraction of its budget, whichever comes first.
+pub const HORIZON_AFTER_FRACTION: f64 = 0.05;
+
+/// The step a run at `step` reaches by the end of its `budget` seconds, having
+/// done `timed` steps in `elapsed` seconds: `step + floor((budget - elapsed) /
+/// (elapsed / timed))`.
+pub fn estimate_horizon(step: u64, timed: u64, elapsed: f64, budget: f64) -> u64 {
+    let per_step = elapsed.max(1e-9) / timed.max(1) as f64;
+    step + ((budget - elapsed).max(0.0) / per_step).floor() as u64
+}
 
 /// Everything a training run is told.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
     /// The model and diffusion to train (config, schedule, `T`, objective).
     pub contract: Contract,
-    /// Images per step.
+    /// Images per micro-batch.
     pub batch: usize,
+    /// Micro-batches per optimiser step (1: none), their gradients averaged.
+    pub accumulate: usize,
     /// Stop after this many steps (in total, counting resumed ones) ...
     pub max_steps: Option<u64>,
     /// ... or after this much time in this run, whichever comes first.
@@ -44,8 +103,14 @@ pub struct TrainOptions {
     pub lr: f32,
     /// Linear warm-up steps.
     pub warmup: u64,
+    /// The decay after the warm-up.
+    pub lr_decay: LrDecay,
+    /// The rate the decay ends at (at most `lr`).
+    pub lr_min: f32,
     /// Global gradient-norm clip.
     pub clip: f32,
+    /// min-SNR-gamma loss weighting's `gamma` (`None`: unweighted).
+    pub min_snr: Option<f64>,
     /// The EMA's maximum decay.
     pub ema_decay: f32,
     /// Seed of everything random.
@@ -58,6 +123,41 @@ pub struct TrainOptions {
     pub overwrite: bool,
     /// Save a checkpoint every this many steps (and at the end).
     pub checkpoint_every: u64,
+}
+
+impl TrainOptions {
+    /// The loss the run trains on.
+    pub fn loss(&self) -> LossOptions {
+        LossOptions {
+            objective: self.contract.objective,
+            min_snr: self.min_snr,
+        }
+    }
+
+    /// The learning rate of step `step` with the decay ending at `horizon`
+    /// (`None`: not fixed yet, the peak rate after the warm-up).
+    pub fn learning_rate(&self, horizon: Option<u64>, step: u64) -> f32 {
+        let schedule = LrSchedule {
+            base: self.lr,
+            warmup: self.warmup,
+            total: horizon.filter(|_| self.lr_decay != LrDecay::None),
+            min: self.lr_min,
+        };
+        match self.lr_decay {
+            LrDecay::Linear => schedule.at_linear(step),
+            LrDecay::None | LrDecay::Cosine => schedule.at(step),
+        }
+    }
+
+    /// The settings the run's checkpoints record and a resume must repeat.
+    pub fn record(&self) -> TrainingRecord {
+        TrainingRecord {
+            seed: self.seed,
+            min_snr: self.min_snr,
+            batch: self.batch,
+            accumulate: self.accumulate,
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -83,7 +183,8 @@ pub struct TrainSummary {
 /// or plain lines).
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A line worth printing as it is (start, resume).
+    /// A line worth printing as it is (start, resume, the learning rate's plan
+    /// and its estimated horizon).
     Line(String),
     /// A step finished.
     Step(Progress),
@@ -115,6 +216,51 @@ pub fn step_rng(seed: u64, step: u64, stream: u64) -> StdRng {
     StdRng::seed_from_u64(tensor::splitmix64(z))
 }
 
+/// The generators of micro-batch `m` of a step use streams offset by `m` times
+/// this (stream 1 draws the data, 100 + k seeds dropout layer k), so micro-batch
+/// 0 keeps the streams of a run without accumulation.
+pub const MICRO_BATCH_STREAMS: u64 = 1 << 32;
+
+/// What one micro-batch draws: its images (and labels, some dropped for a
+/// conditional model), a step per image and the noise.
+#[derive(Debug, Clone)]
+pub struct MicroBatch {
+    /// `[batch, C, H, W]` in `[-1, 1]`.
+    pub x0: Tensor,
+    /// The labels the model sees (`none` where dropped), for a conditional model.
+    pub labels: Option<Vec<usize>>,
+    /// The diffusion step of each image, uniform over `0..T`.
+    pub t: Vec<usize>,
+    /// The noise of each image.
+    pub eps: Tensor,
+}
+
+/// Micro-batch `m` of step `step`: everything drawn from `(opts.seed, step, m)`.
+pub fn micro_batch(
+    data: &Dataset,
+    schedule: &NoiseSchedule,
+    opts: &TrainOptions,
+    step: u64,
+    m: u64,
+) -> Result<MicroBatch> {
+    let mut rng = step_rng(opts.seed, step, 1 + m * MICRO_BATCH_STREAMS);
+    let indices: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..data.len())).collect();
+    let (x0, labels) = data.batch(&indices)?;
+    let labels = match opts.contract.config.num_classes {
+        None => None,
+        Some(none) => {
+            let labels =
+                labels.ok_or_else(|| Error::usage("a class-conditional model needs labelled data"))?;
+            Some(drop_labels(labels, none, &mut rng))
+        }
+    };
+    let t = (0..opts.batch)
+        .map(|_| rng.gen_range(0..schedule.steps()))
+        .collect();
+    let eps = normal(x0.shape(), &mut rng);
+    Ok(MicroBatch { x0, labels, t, eps })
+}
+
 /// The probability that a training label is replaced by "no label", so that one
 /// network learns both the conditional and the unconditional noise estimate that
 /// classifier-free guidance combines (Ho and Salimans 2022).
@@ -141,54 +287,68 @@ fn first_non_finite(state: &TrainState) -> Option<String> {
     names.into_iter().find(|(_, p)| bad(p)).map(|(n, _)| n)
 }
 
-/// One optimisation step at `state.step`; returns the loss and the gradient norm
-/// before clipping. Errors on a non-finite loss or gradient (before updating
-/// anything) and on non-finite weights after the update (the caller must then
-/// not save the state).
+/// One optimisation step at `state.step` with learning rate `lr`, over
+/// `opts.accumulate` micro-batches; returns the loss (the micro-batches' mean)
+/// and the gradient norm before clipping. Errors on a non-finite loss or
+/// gradient (before updating anything) and on non-finite weights after the
+/// update (the caller must then not save the state).
 pub fn train_step(
     state: &mut TrainState,
     data: &Dataset,
     schedule: &NoiseSchedule,
-    lr: &LrSchedule,
+    lr: f32,
     opts: &TrainOptions,
 ) -> Result<(f32, f32)> {
     let step = state.step;
-    let mut rng = step_rng(opts.seed, step, 1);
-    for (k, d) in state.model.dropouts().iter().enumerate() {
-        d.set_rng(step_rng(opts.seed, step, 100 + k as u64));
-    }
-    let indices: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..data.len())).collect();
-    let (x0, labels) = data.batch(&indices)?;
-    let labels = match state.model.config.num_classes {
-        None => None,
-        Some(none) => {
-            let labels =
-                labels.ok_or_else(|| Error::usage("a class-conditional model needs labelled data"))?;
-            Some(drop_labels(labels, none, &mut rng))
-        }
-    };
-    state.optimizer.zero_grad();
-    let loss = training_loss(&state.model, schedule, &x0, labels.as_deref(), &mut rng)
-        .context("the training loss")?;
-    let value = loss.value().item().context("the training loss")?;
     let non_finite = |what: String| Error::NonFinite { step, what };
-    if !value.is_finite() {
-        autograd::clear_tape();
-        return Err(non_finite(format!("loss ({value})")));
+    let k = opts.accumulate;
+    state.optimizer.zero_grad();
+    let mut sum = 0.0f64;
+    for m in 0..k as u64 {
+        for (j, d) in state.model.dropouts().iter().enumerate() {
+            d.set_rng(step_rng(
+                opts.seed,
+                step,
+                100 + j as u64 + m * MICRO_BATCH_STREAMS,
+            ));
+        }
+        let b = micro_batch(data, schedule, opts, step, m)?;
+        let loss = loss_at(
+            &state.model,
+            schedule,
+            opts.loss(),
+            &b.x0,
+            &b.t,
+            &b.eps,
+            b.labels.as_deref(),
+        )
+        .context("the training loss")?;
+        let value = loss.value().item().context("the training loss")?;
+        if !value.is_finite() {
+            autograd::clear_tape();
+            return Err(non_finite(format!("loss ({value})")));
+        }
+        // The tape adds each backward pass to the gradients: scaled, they sum to the mean.
+        let loss = if k == 1 {
+            loss
+        } else {
+            loss.mul_scalar(1.0 / k as f32)
+        };
+        loss.backward().context("the backward pass")?;
+        sum += value as f64;
     }
-    loss.backward().context("the backward pass")?;
     let norm = clip_grad_norm(state.params(), opts.clip).context("clipping the gradient")?;
     if !norm.is_finite() {
         return Err(non_finite(format!("gradient norm ({norm})")));
     }
-    state.optimizer.set_lr(lr.at(step));
+    state.optimizer.set_lr(lr);
     state.optimizer.step().context("the Adam update")?;
     if let Some(name) = first_non_finite(state) {
         return Err(non_finite(format!("weight {name:?} after the update")));
     }
     state.update_ema().context("the EMA update")?;
     state.step += 1;
-    Ok((value, norm))
+    Ok(((sum / k as f64) as f32, norm))
 }
 
 /// `mm:ss` or `h:mm:ss`.
@@ -231,6 +391,61 @@ fn prepare_out_dir(opts: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The line that says how the learning rate will go.
+fn lr_plan(opts: &TrainOptions, state: &TrainState) -> String {
+    let warm = format!("lr {:e} after a {}-step warm-up", opts.lr, opts.warmup);
+    if opts.lr_decay == LrDecay::None {
+        return format!("{warm}, then constant");
+    }
+    let decay = format!("{} decay to {:e}", opts.lr_decay.name(), opts.lr_min);
+    match (state.lr_horizon, opts.max_steps) {
+        (Some(h), Some(_)) => format!("{warm}, {decay} at step {}", thousands(h)),
+        (Some(h), None) => format!(
+            "{warm}, {decay} at step {} (the checkpoint's horizon)",
+            thousands(h)
+        ),
+        (None, _) => format!(
+            "{warm}, {decay} at a horizon estimated from the step time after the warm-up (and at least \
+             {HORIZON_AFTER_STEPS} steps or {}% of the time budget)",
+            HORIZON_AFTER_FRACTION * 100.0
+        ),
+    }
+}
+
+/// Fixes a time-budgeted run's horizon when the time has come (see the module
+/// doc); returns the line that says so.
+fn fix_horizon(opts: &TrainOptions, state: &mut TrainState, first: u64, elapsed: f64) -> Option<String> {
+    let budget = opts.time_budget?.as_secs_f64();
+    let timed = state.step - first;
+    let ready = timed >= 1
+        && state.step >= opts.warmup
+        && (timed >= HORIZON_AFTER_STEPS || elapsed >= HORIZON_AFTER_FRACTION * budget);
+    if opts.lr_decay == LrDecay::None || state.lr_horizon.is_some() || !ready {
+        return None;
+    }
+    let horizon = estimate_horizon(state.step, timed, elapsed, budget);
+    state.lr_horizon = Some(horizon);
+    Some(format!(
+        "lr horizon ~{} steps (estimated at step {} from {:.3} s/step and the time left)",
+        thousands(horizon),
+        state.step,
+        elapsed / timed as f64
+    ))
+}
+
 /// Trains until `max_steps` or the time budget, telling `report` about each
 /// step; saves the checkpoint and the EMA weights, and returns the state.
 pub fn train(
@@ -238,19 +453,39 @@ pub fn train(
     opts: &TrainOptions,
     mut report: impl FnMut(Event),
 ) -> Result<(TrainState, TrainSummary)> {
+    if let Some(gamma) = opts.min_snr.filter(|g| !(g.is_finite() && *g > 0.0)) {
+        return Err(Error::usage(format!(
+            "min-SNR gamma {gamma} is not a positive number"
+        )));
+    }
+    if opts.accumulate == 0 {
+        return Err(Error::usage("accumulating 0 micro-batches per step"));
+    }
+    if opts.lr_decay != LrDecay::None && !(0.0..=opts.lr).contains(&opts.lr_min) {
+        return Err(Error::usage(format!(
+            "the learning rate's floor {} is not in [0, {}] (the peak rate)",
+            opts.lr_min, opts.lr
+        )));
+    }
     prepare_out_dir(opts)?;
     let ckpt = checkpoint_path(&opts.out_dir);
     let csv = opts.out_dir.join(LOSS_FILE);
     let contract = &opts.contract;
     let mut state = TrainState::new(contract, opts.lr, opts.ema_decay, opts.seed)?;
+    let effective = opts.batch * opts.accumulate;
+    let batch = match opts.accumulate {
+        1 => effective.to_string(),
+        k => format!("{effective} ({k} micro-batches of {})", opts.batch),
+    };
     report(Event::Line(format!(
-        "training {} ({} parameters) on {} images, batch {}, {} schedule, T = {}, {} threads",
+        "training {} ({} parameters) on {} images, batch {batch}, {} schedule, T = {}, predicting {}{}, {} threads",
         contract.config.name,
         state.model.num_parameters(),
         data.len(),
-        opts.batch,
         contract.schedule.name(),
         contract.diffusion_steps,
+        contract.objective.name(),
+        opts.min_snr.map_or(String::new(), |g| format!(" (min-SNR gamma {g})")),
         rayon::current_num_threads()
     )));
     if opts.resume {
@@ -260,7 +495,7 @@ pub fn train(
                 ckpt.display()
             )));
         }
-        state.load(&ckpt, contract, opts.seed)?;
+        state.load(&ckpt, contract, &opts.record())?;
         losslog::truncate(&csv, state.step)?;
         report(Event::Line(format!(
             "resumed from {} at step {}",
@@ -269,12 +504,10 @@ pub fn train(
         )));
     }
     let schedule = contract.noise_schedule();
-    let lr = LrSchedule {
-        base: opts.lr,
-        warmup: opts.warmup,
-        total: None,
-        min: opts.lr,
-    };
+    if opts.lr_decay != LrDecay::None && opts.max_steps.is_some() {
+        state.lr_horizon = opts.max_steps;
+    }
+    report(Event::Line(lr_plan(opts, &state)));
     state.model.set_training(true);
     let start = Instant::now();
     let first = state.step;
@@ -284,17 +517,21 @@ pub fn train(
             || opts.time_budget.is_some_and(|b| start.elapsed() >= b)
     };
     while !done(&state) {
-        let (loss, norm) = train_step(&mut state, data, &schedule, &lr, opts)?;
+        if let Some(line) = fix_horizon(opts, &mut state, first, start.elapsed().as_secs_f64()) {
+            report(Event::Line(line));
+        }
+        let lr = opts.learning_rate(state.lr_horizon, state.step);
+        let (loss, norm) = train_step(&mut state, data, &schedule, lr, opts)?;
         let s = smoothed.map_or(loss as f64, |m| 0.98 * m + 0.02 * loss as f64);
         smoothed = Some(s);
         let elapsed = start.elapsed().as_secs_f64();
-        let ips = ((state.step - first) as usize * opts.batch) as f64 / elapsed.max(1e-9);
+        let ips = ((state.step - first) as usize * effective) as f64 / elapsed.max(1e-9);
         let row = Row {
             step: state.step,
             loss,
             smoothed_loss: s,
             grad_norm: norm,
-            lr: lr.at(state.step - 1),
+            lr,
             images_per_sec: ips,
             elapsed,
         };
@@ -316,17 +553,17 @@ pub fn train(
             eta: by_steps.into_iter().chain(by_time).fold(f64::INFINITY, f64::min),
         }));
         if state.step.is_multiple_of(opts.checkpoint_every) {
-            state.save(&ckpt, contract, opts.seed)?;
+            state.save(&ckpt, contract, &opts.record())?;
         }
     }
-    state.save(&ckpt, contract, opts.seed)?;
+    state.save(&ckpt, contract, &opts.record())?;
     let ema = opts.out_dir.join(EMA_FILE);
     state.save_ema(&ema, contract)?;
     let elapsed = start.elapsed().as_secs_f64();
     let summary = TrainSummary {
         steps: state.step,
         steps_this_run: state.step - first,
-        images_per_sec: ((state.step - first) as usize * opts.batch) as f64 / elapsed.max(1e-9),
+        images_per_sec: ((state.step - first) as usize * effective) as f64 / elapsed.max(1e-9),
         smoothed_loss: smoothed.unwrap_or(f64::NAN),
         checkpoint: ckpt,
         ema,

@@ -2,12 +2,14 @@
 //!
 //! DDPM fixes the variance of each reverse step `p(x_{t-1} | x_t)` to `beta_t` or
 //! to `beta_tilde_t`, the two ends of a narrow range. A model with learned
-//! variances outputs, beside `eps`, one more value `o` per pixel, and uses
+//! variances outputs, beside its prediction (of `eps`, `x_0` or `v`, its
+//! [`crate::diffusion::Objective`]), one more value `o` per pixel, and uses
 //!
 //! ```text
-//! v = (o + 1) / 2                                    (o = 0, the zero-initialised output, is the middle)
-//! log Sigma = v log beta_t + (1 - v) log beta_tilde_t
+//! f = (o + 1) / 2                                    (o = 0, the zero-initialised output, is the middle)
+//! log Sigma = f log beta_t + (1 - f) log beta_tilde_t
 //! ```
+//! (the paper calls the fraction `v`; here `v` is the velocity objective).
 //!
 //! `L_simple` does not depend on `Sigma`, so the variance is learned from the
 //! variational bound, with the mean's gradient stopped so that `L_vlb` trains only
@@ -21,9 +23,10 @@
 //! ```
 //!
 //! `mu_q` is the posterior mean of `q(x_{t-1} | x_t, x_0)` and `mu` the model's
-//! mean from its (stopped) `eps`; both are constants here. Every term is averaged
-//! over the pixels and divided by `ln 2` (bits per dimension), as in the original
-//! code, so `lambda T = 1` for `T = 1000`. The KL's derivative in `log Sigma` is
+//! mean from its (stopped) noise estimate, converted from whatever the network
+//! predicts; both are constants here. Every term is averaged over the pixels and
+//! divided by `ln 2` (bits per dimension), as in the original code, so `lambda T
+//! = 1` for `T = 1000`. The KL's derivative in `log Sigma` is
 //! `(1 - (beta_tilde + (mu_q - mu)^2) / Sigma) / 2`: zero exactly when `Sigma` matches
 //! the posterior's variance plus the mean's squared error. The tape derives it.
 
@@ -33,11 +36,11 @@ use tensor::{Tensor, TensorError};
 use crate::diffusion::{per_image, posterior_mean, predict_x0};
 use crate::schedule::NoiseSchedule;
 
-/// The weight `lambda` of the bound in `L_hybrid`.
+/// The weight `lambda` of the bound in `L_hybrid` ([`crate::loss`]).
 pub const HYBRID_LAMBDA: f64 = 0.001;
 
-/// Splits a network output `[B, 2C, H, W]` into `eps` and the variance output `o`
-/// (`learned`), or returns it whole as `eps` (`!learned`).
+/// Splits a network output `[B, 2C, H, W]` into the prediction and the variance
+/// output `o` (`learned`), or returns it whole as the prediction (`!learned`).
 pub fn split_output(out: &Var, learned: bool) -> Result<(Var, Option<Var>)> {
     if !learned {
         return Ok((out.clone(), None));
@@ -51,8 +54,8 @@ pub fn split_output(out: &Var, learned: bool) -> Result<(Var, Option<Var>)> {
     }
     let mut parts = out.split(1, &[c2 / 2, c2 / 2])?;
     let o = parts.pop().expect("two parts");
-    let eps = parts.pop().expect("two parts");
-    Ok((eps, Some(o)))
+    let prediction = parts.pop().expect("two parts");
+    Ok((prediction, Some(o)))
 }
 
 /// `log Sigma = log beta_tilde_t + (o + 1) / 2 (log beta_t - log beta_tilde_t)` per
@@ -64,8 +67,8 @@ pub fn log_variance(schedule: &NoiseSchedule, t: &[usize], o: &Var) -> Result<Va
         .map(|&s| (schedule.beta[s].ln() - schedule.log_beta_tilde_clipped[s]) as f32)
         .collect();
     let span = Tensor::from_vec(span, min_log.shape())?;
-    let v = o.add_scalar(1.0).mul_scalar(0.5);
-    Var::constant(min_log).add(&v.mul(&Var::constant(span))?)
+    let f = o.add_scalar(1.0).mul_scalar(0.5);
+    Var::constant(min_log).add(&f.mul(&Var::constant(span))?)
 }
 
 /// The standard normal CDF's tanh approximation as a [`Var`]:
@@ -124,8 +127,10 @@ pub fn posterior_kl(mu_q: &Tensor, beta_tilde: &Tensor, mu: &Tensor, lv: &Var) -
 }
 
 /// `L_vlb`'s one-step estimate for a batch, in bits per dimension: the mean over
-/// images of `T * L_t` at each image's step, with the mean from `eps` (a
-/// constant: the stopped gradient) and the variance from the output `o`.
+/// images of `T * L_t` at each image's step, with the mean from the model's noise
+/// estimate `eps` (whatever its objective, converted by
+/// [`crate::diffusion::Objective::eps`]; a constant: the stopped gradient) and the
+/// variance from the output `o`.
 pub fn vlb_loss(
     schedule: &NoiseSchedule,
     x0: &Tensor,
@@ -158,19 +163,4 @@ pub fn vlb_loss(
     }
     let scale = schedule.steps() as f64 / (x0.numel() as f64 * std::f64::consts::LN_2);
     Ok(nats.mul_scalar(scale as f32))
-}
-
-/// `L_hybrid = L_simple + lambda L_vlb` for a learned-variance output (`eps_pred`,
-/// `o`) at steps `t`, given the true noise `eps`.
-pub fn hybrid_loss(
-    schedule: &NoiseSchedule,
-    x0: &Tensor,
-    x_t: &Tensor,
-    t: &[usize],
-    eps: &Tensor,
-    (eps_pred, o): (&Var, &Var),
-) -> Result<Var> {
-    let simple = eps_pred.mse_loss(&Var::constant(eps.clone()))?;
-    let vlb = vlb_loss(schedule, x0, x_t, t, eps_pred.value(), o)?;
-    simple.add(&vlb.mul_scalar(HYBRID_LAMBDA as f32))
 }

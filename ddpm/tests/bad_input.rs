@@ -55,7 +55,7 @@ fn hostile_metadata_is_refused_naming_the_field() {
         ("schedule", "quadratic", "schedule \"quadratic\""),
         ("beta_end", "NaN", "beta_end \"NaN\""),
         ("beta_end", "1.5", "outside (0, 1)"),
-        ("objective", "v", "objective \"v\""),
+        ("objective", "score", "objective \"score\""),
         ("variance", "wide", "variance \"wide\""),
     ] {
         edited(&ckpt, &bad, set(key, value));

@@ -123,9 +123,16 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
             labels: None,
             guidance: 0.0,
         };
-        sample(&model, s, request, &mut StdRng::seed_from_u64(3), |_, _| {})
-            .unwrap()
-            .images
+        sample(
+            &model,
+            Objective::Eps,
+            s,
+            request,
+            &mut StdRng::seed_from_u64(3),
+            |_, _| {},
+        )
+        .unwrap()
+        .images
     };
     let got = pixels(&out.join("samples.png"));
     assert_eq!(
@@ -154,7 +161,7 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
             steps: 3,
             variance: Variance::Beta,
         };
-        let chain = Chain::new(&model, s, sampler, Condition::NONE).unwrap();
+        let chain = Chain::new(&model, Objective::Eps, s, sampler, Condition::NONE).unwrap();
         let mut rng = StdRng::seed_from_u64(0);
         let x_t = normal(&[2, 1, 28, 28], &mut rng);
         x0_chain(&chain, x_t, 3, &mut rng).unwrap()
@@ -187,6 +194,7 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
         let x0 = load_mnist(MNIST, Split::Test).unwrap().batch(&[0, 1]).unwrap().0;
         let b = dataset_bound(
             m,
+            Objective::Eps,
             s,
             Variance::Beta,
             &[x0],

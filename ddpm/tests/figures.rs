@@ -3,7 +3,7 @@
 //! from that very `x_t`, and interpolations decode every mix with the same noise.
 
 use ddpm::config::UNetConfig;
-use ddpm::diffusion::normal;
+use ddpm::diffusion::{normal, Objective};
 use ddpm::figures::{interpolate, shared_latent, x0_chain};
 use ddpm::sample::{sample_from, Chain, Condition, History, Sampler, Variance};
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
@@ -51,10 +51,20 @@ fn rows(images: &Tensor, per_row: usize) -> Vec<Vec<Vec<f32>>> {
 fn the_last_prediction_of_x0_is_the_sample() {
     let (net, s) = (model(), NoiseSchedule::new(BetaSchedule::LINEAR, 1000));
     let x_t = normal(&[2, 1, 28, 28], &mut rng(3));
-    let chain = Chain::new(&net, &s, ANCESTRAL, Condition::NONE).unwrap();
+    let chain = Chain::new(&net, Objective::Eps, &s, ANCESTRAL, Condition::NONE).unwrap();
     let grid = x0_chain(&chain, x_t.clone(), 3, &mut rng(4)).unwrap();
     assert_eq!(grid.shape(), &[6, 1, 28, 28]);
-    let sample = sample_from(&net, &s, ANCESTRAL, x_t, Condition::NONE, &mut rng(4), |_, _| {}).unwrap();
+    let sample = sample_from(
+        &net,
+        Objective::Eps,
+        &s,
+        ANCESTRAL,
+        x_t,
+        Condition::NONE,
+        &mut rng(4),
+        |_, _| {},
+    )
+    .unwrap();
     let r = rows(&grid, 3);
     for (i, row) in r.iter().enumerate() {
         assert_eq!(row[2], sample.narrow(0, i, 1).unwrap().to_vec(), "row {i}");
@@ -67,7 +77,7 @@ fn samples_sharing_x_t_continue_from_it() {
     let (net, s) = (model(), NoiseSchedule::new(BetaSchedule::LINEAR, 1000));
     let x_t = normal(&[1, 1, 28, 28], &mut rng(5));
     let ddim = Sampler::Ddim { steps: 6, eta: 0.0 };
-    let chain = Chain::new(&net, &s, ddim, Condition::NONE).unwrap();
+    let chain = Chain::new(&net, Objective::Eps, &s, ddim, Condition::NONE).unwrap();
     // Kept steps are 0, 200, 400, 599, 799, 999 (indices 0..5); 500 enters at 400.
     let grid = shared_latent(&chain, x_t.clone(), &[999, 500], 3, &mut rng(6)).unwrap();
     let r = rows(&grid, 4);
@@ -77,6 +87,7 @@ fn samples_sharing_x_t_continue_from_it() {
     assert!(r[0][1..].iter().all(|c| *c == r[0][1]));
     let sample = sample_from(
         &net,
+        Objective::Eps,
         &s,
         ddim,
         x_t.clone(),
@@ -101,7 +112,7 @@ fn samples_sharing_x_t_continue_from_it() {
     }
     assert_eq!(r[1][0], x.to_vec());
     // With ancestral steps the copies differ.
-    let chain = Chain::new(&net, &s, ANCESTRAL, Condition::NONE).unwrap();
+    let chain = Chain::new(&net, Objective::Eps, &s, ANCESTRAL, Condition::NONE).unwrap();
     let r = rows(
         &shared_latent(
             &chain,
@@ -127,7 +138,7 @@ fn interpolations_decode_every_mix_with_the_same_noise() {
         steps: 1000,
         variance: Variance::Beta,
     };
-    let chain = Chain::new(&net, &s, sampler, Condition::NONE).unwrap();
+    let chain = Chain::new(&net, Objective::Eps, &s, sampler, Condition::NONE).unwrap();
     let a = Tensor::rand_uniform(&[2, 1, 28, 28], -0.5, 0.5, &mut rng(11)).unwrap();
     let b = Tensor::rand_uniform(&[2, 1, 28, 28], -0.5, 0.5, &mut rng(12)).unwrap();
     let grid = interpolate(&chain, &s, &a, &b, 4, 5, &mut rng(13)).unwrap();

@@ -2,7 +2,7 @@
 
 use autograd::Var;
 use ddpm::config::UNetConfig;
-use ddpm::diffusion::normal;
+use ddpm::diffusion::{normal, Objective};
 use ddpm::sample::{guided_eps, sample_from, Condition, Sampler};
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
 use ddpm::train::{drop_labels, LABEL_DROP};
@@ -81,9 +81,18 @@ fn guidance_changes_the_samples_and_zero_guidance_is_plain_conditioning() {
             labels: Some(&labels),
             guidance: w,
         };
-        sample_from(&net, &s, ddim, x_t.clone(), c, &mut rng(6), |_, _| {})
-            .unwrap()
-            .to_vec()
+        sample_from(
+            &net,
+            Objective::Eps,
+            &s,
+            ddim,
+            x_t.clone(),
+            c,
+            &mut rng(6),
+            |_, _| {},
+        )
+        .unwrap()
+        .to_vec()
     };
     assert!(run(0.0) == run(0.0), "DDIM with eta = 0 is deterministic");
     assert!(run(0.0) != run(2.0), "guidance changes nothing");

@@ -3,6 +3,7 @@
 //! estimates, and the bound of a small model is finite and made of positive terms.
 
 use ddpm::config::UNetConfig;
+use ddpm::diffusion::Objective;
 use ddpm::likelihood::{
     approx_std_normal_cdf, discretized_gaussian_log_likelihood, normal_kl, prior_bpd, total_bpd, vlb_terms,
 };
@@ -107,7 +108,7 @@ fn the_bound_of_a_small_model_is_finite_and_its_terms_positive() {
         .collect();
     let x0 = Tensor::from_vec(pixels, &[2, 1, 28, 28]).unwrap();
     for variance in [Variance::Beta, Variance::BetaTilde] {
-        let (prior, terms) = vlb_terms(&net, &s, variance, &x0, &mut rng(2)).unwrap();
+        let (prior, terms) = vlb_terms(&net, Objective::Eps, &s, variance, &x0, &mut rng(2)).unwrap();
         assert_eq!(terms.len(), 8);
         assert!(terms.iter().all(|t| t.is_finite() && *t >= 0.0), "{terms:?}");
         assert!(prior > 0.0 && total_bpd(prior, &terms).is_finite());

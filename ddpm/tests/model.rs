@@ -3,8 +3,8 @@
 
 use autograd::Var;
 use ddpm::config::UNetConfig;
-use ddpm::diffusion::{normal, q_sample};
-use ddpm::loss::loss_at;
+use ddpm::diffusion::{normal, q_sample, Objective};
+use ddpm::loss::{loss_at, LossOptions};
 use ddpm::sample::{sample_from, Condition, Sampler, Variance};
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
 use ddpm::unet::{timestep_embedding, UNet};
@@ -229,11 +229,12 @@ fn a_training_step_lowers_the_loss_on_a_fixed_batch() {
     let t = [10, 200, 500, 800];
     let params: Vec<_> = net.parameters().into_iter().map(|(_, p)| p).collect();
     let mut opt = Adam::new(params, 1e-3);
-    let before = loss_at(&net, &s, &x0, &t, &eps, None).unwrap();
+    let eps_loss = LossOptions::simple(Objective::Eps);
+    let before = loss_at(&net, &s, eps_loss, &x0, &t, &eps, None).unwrap();
     let l0 = before.value().item().unwrap();
     before.backward().unwrap();
     opt.step().unwrap();
-    let l1 = autograd::no_grad(|| loss_at(&net, &s, &x0, &t, &eps, None))
+    let l1 = autograd::no_grad(|| loss_at(&net, &s, eps_loss, &x0, &t, &eps, None))
         .unwrap()
         .value()
         .item()
@@ -257,6 +258,7 @@ fn ddim_with_eta_zero_depends_only_on_the_starting_noise() {
     let run = |sampler, seed| {
         sample_from(
             &net,
+            Objective::Eps,
             &s,
             sampler,
             x_t.clone(),

@@ -80,7 +80,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     // The checkpoint on disk is the last good step, and it loads.
     let mut state = TrainState::new(&opts.contract, opts.lr, opts.ema_decay, opts.seed).unwrap();
     state
-        .load(&checkpoint_path(&out), &opts.contract, opts.seed)
+        .load(&checkpoint_path(&out), &opts.contract, &opts.record())
         .unwrap();
     assert_eq!(state.step, step);
 }

@@ -20,11 +20,11 @@
 
 use autograd::Var;
 use ddpm::config::UNetConfig;
-use ddpm::diffusion::normal;
+use ddpm::diffusion::{normal, Objective};
 use ddpm::sample::solvers::{dpm2m, dpm2m_sde, dpm2s, first_order, heun, midpoint, Point};
 use ddpm::sample::spacing::{kept_steps, Spacing, KARRAS_RHO};
 use ddpm::sample::{
-    guided_eps, predict_eps, run_chain, sample, sample_from, Chain, Condition, DpmMethod, History, Request,
+    guided_eps, predict, run_chain, sample, sample_from, Chain, Condition, DpmMethod, History, Request,
     Sampler, Variance,
 };
 use ddpm::schedule::{BetaSchedule, NoiseSchedule};
@@ -530,6 +530,7 @@ fn one_step_of_every_ode_solver_is_one_step_of_ddim() {
     let once = |sampler| {
         sample_from(
             &model,
+            Objective::Eps,
             &s,
             sampler,
             x_t.clone(),
@@ -553,8 +554,17 @@ fn one_step_of_every_ode_solver_is_one_step_of_ddim() {
 #[test]
 fn the_first_2m_step_is_the_ddim_step_and_later_ones_use_the_history() {
     let (model, s) = (net(None, false), NoiseSchedule::new(BetaSchedule::LINEAR, 1000));
-    let chain =
-        |sampler| Chain::with_spacing(&model, &s, sampler, Spacing::Uniform, Condition::NONE).unwrap();
+    let chain = |sampler| {
+        Chain::with_spacing(
+            &model,
+            Objective::Eps,
+            &s,
+            sampler,
+            Spacing::Uniform,
+            Condition::NONE,
+        )
+        .unwrap()
+    };
     let (ddim, dpm) = (chain(Sampler::Ddim { steps: 5, eta: 0.0 }), chain(DPM2M_5));
     assert_eq!(ddim.len(), 5);
     assert_eq!(
@@ -604,12 +614,20 @@ fn a_solver_chain_is_its_step_functions_composed() {
         dpm(DpmMethod::MultistepSde),
         Sampler::Heun { steps: 4 },
     ] {
-        let chain = Chain::with_spacing(&model, &s, sampler, Spacing::Quadratic, Condition::NONE).unwrap();
+        let chain = Chain::with_spacing(
+            &model,
+            Objective::Eps,
+            &s,
+            sampler,
+            Spacing::Quadratic,
+            Condition::NONE,
+        )
+        .unwrap();
         let got = run_chain(&chain, x_t.clone(), &mut rng(25), |_, _| {}).unwrap();
         let kept = kept_steps(Spacing::Quadratic, ab, 4);
         assert_eq!(kept, [0, 111, 444, 999]);
         let mut denoise = |x: &Tensor, t: usize| {
-            let eps = predict_eps(&model, x, &[t, t], None, 0.0)?.0;
+            let eps = predict(&model, x, &[t, t], None, 0.0)?.0;
             ddpm::diffusion::predict_x0(&s, x, &[t, t], &eps)?.clamp(-1.0, 1.0)
         };
         let (mut x, mut previous, mut noise) = (x_t.clone(), None::<(Point, Tensor)>, rng(25));
@@ -649,6 +667,7 @@ fn seeds_reproduce_every_sampler_and_only_the_stochastic_ones_read_the_rng() {
         let draw = |seed| {
             sample_from(
                 &model,
+                Objective::Eps,
                 &s,
                 sampler,
                 x_t.clone(),
@@ -680,7 +699,7 @@ fn seeds_reproduce_every_sampler_and_only_the_stochastic_ones_read_the_rng() {
             guidance: 0.0,
         };
         let images = |seed| {
-            sample(&model, &s, request, &mut rng(seed), |_, _| {})
+            sample(&model, Objective::Eps, &s, request, &mut rng(seed), |_, _| {})
                 .unwrap()
                 .images
                 .to_vec()
@@ -708,7 +727,8 @@ fn expected_evaluations(sampler: Sampler, kept: &[usize]) -> usize {
 fn the_chain_counts_its_network_evaluations() {
     let model = net(None, false);
     let evaluations = |s: &NoiseSchedule, sampler, spacing| {
-        let chain = Chain::with_spacing(&model, s, sampler, spacing, Condition::NONE).unwrap();
+        let chain =
+            Chain::with_spacing(&model, Objective::Eps, s, sampler, spacing, Condition::NONE).unwrap();
         assert_eq!(chain.evaluations(), 0);
         let kept: Vec<usize> = (0..chain.len()).map(|i| chain.diffusion_step(i)).collect();
         let x_t = normal(&[1, 1, 28, 28], &mut rng(40));
@@ -772,7 +792,7 @@ fn guidance_counts_two_evaluations_and_sample_reports_them_per_image() {
                 labels: Some(&labels[..2]),
                 guidance: w,
             };
-            let chain = Chain::new(&model, &s, sampler, condition).unwrap();
+            let chain = Chain::new(&model, Objective::Eps, &s, sampler, condition).unwrap();
             run_chain(
                 &chain,
                 normal(&[2, 1, 28, 28], &mut rng(50)),
@@ -791,14 +811,14 @@ fn guidance_counts_two_evaluations_and_sample_reports_them_per_image() {
             labels: Some(&labels),
             guidance: 2.0,
         };
-        let samples = sample(&model, &s, request, &mut rng(52), |_, _| {}).unwrap();
+        let samples = sample(&model, Objective::Eps, &s, request, &mut rng(52), |_, _| {}).unwrap();
         assert_eq!(samples.images.shape(), &[3, 1, 28, 28]);
         assert_eq!(samples.evaluations, 2 * plain, "{name}");
         let unguided = Request {
             guidance: 0.0,
             ..request
         };
-        let samples = sample(&model, &s, unguided, &mut rng(52), |_, _| {}).unwrap();
+        let samples = sample(&model, Objective::Eps, &s, unguided, &mut rng(52), |_, _| {}).unwrap();
         assert_eq!(samples.evaluations, plain, "{name}, unguided");
     }
 }
@@ -821,7 +841,7 @@ fn the_doubled_guidance_batch_is_two_separate_passes() {
             "the label changes nothing"
         );
         for w in [0.0, 0.5, 3.0] {
-            let (got, o) = predict_eps(&model, &x, &t, Some(&labels), w).unwrap();
+            let (got, o) = predict(&model, &x, &t, Some(&labels), w).unwrap();
             let want = guided_eps(&eps(&cond), &eps(&uncond), w).unwrap();
             let tol = 1e-5 * max_abs(&want).max(1.0);
             assert!(max_diff(&got, &want) < tol, "w = {w}: {}", max_diff(&got, &want));

@@ -13,11 +13,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::checkpoint::Weights;
 use crate::config::CONFIG_NAMES;
-use crate::contract::MAX_DIFFUSION_STEPS;
+use crate::contract::{Objective, MAX_DIFFUSION_STEPS};
 use crate::sample::{Spacing, Variance};
+use crate::train::LrDecay;
 
 /// The most images in one training or sampling batch.
 pub const MAX_BATCH: u64 = 4096;
+/// The most micro-batches one training step accumulates.
+pub const MAX_ACCUMULATE: u64 = 4096;
 /// The most samples one command draws.
 pub const MAX_SAMPLES: u64 = 100_000;
 /// The longest time budget, in minutes (a year).
@@ -102,9 +105,12 @@ pub struct TrainArgs {
     /// A folder of PNG/JPEG images instead (resized to the config; class sub-folders give labels).
     #[arg(long, value_name = "DIR")]
     pub images: Option<PathBuf>,
-    /// Images per step.
+    /// Images per step (per micro-batch with --accumulate).
     #[arg(long, default_value_t = 64, value_parser = count(MAX_BATCH))]
     pub batch: usize,
+    /// Micro-batches of --batch images per optimiser step, their gradients averaged.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = count(MAX_ACCUMULATE))]
+    pub accumulate: usize,
     /// Stop after N steps in total (counting resumed ones).
     #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<u64>::new().range(1..=crate::checkpoint::MAX_COUNTER))]
     pub steps: Option<u64>,
@@ -117,9 +123,18 @@ pub struct TrainArgs {
     /// Linear warm-up steps.
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = RangedU64ValueParser::<u64>::new().range(0..=crate::checkpoint::MAX_COUNTER))]
     pub warmup: u64,
+    /// Learning-rate decay after the warm-up, to --lr-min at the last step (--steps, or estimated from --minutes).
+    #[arg(long, value_enum, default_value_t = LrDecay::None)]
+    pub lr_decay: LrDecay,
+    /// The rate the decay ends at [default: 0.1 x --lr].
+    #[arg(long, value_name = "X", value_parser = float_in(0.0, true, 1.0))]
+    pub lr_min: Option<f64>,
     /// Gradient-norm clip.
     #[arg(long, default_value_t = 1.0, value_parser = float_in(0.0, false, 1e6))]
     pub clip: f64,
+    /// Min-SNR-gamma loss weighting (Hang et al. 2023; 5 is the paper's) [default: off].
+    #[arg(long, value_name = "GAMMA", value_parser = float_in(0.0, false, 1e6))]
+    pub min_snr: Option<f64>,
     /// EMA decay (with the (1+n)/(10+n) warm-up).
     #[arg(long, default_value_t = 0.999, value_parser = float_in(0.0, true, 0.999_999))]
     pub ema: f64,
@@ -129,6 +144,9 @@ pub struct TrainArgs {
     /// Diffusion steps T.
     #[arg(long, value_name = "T", default_value_t = 1000, value_parser = count(MAX_DIFFUSION_STEPS as u64))]
     pub diffusion_steps: usize,
+    /// What the network predicts: the noise, the clean image, or v = alpha eps - sigma x_0.
+    #[arg(long, value_enum, default_value_t = Objective::Eps)]
+    pub objective: Objective,
     /// Seed of everything random.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

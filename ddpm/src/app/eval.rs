@@ -86,12 +86,20 @@ fn nll(a: &EvalArgs) -> Result<()> {
         .map(|c| Ok(test.batch(c)?.0))
         .collect::<Result<Vec<_>>>()?;
     let start = Instant::now();
-    let bound = dataset_bound(&model, &schedule, variance, &batches, &mut rng, |done, total| {
-        println!(
-            "  {done}/{total} images, {}",
-            clock(start.elapsed().as_secs_f64())
-        )
-    })
+    let bound = dataset_bound(
+        &model,
+        contract.objective,
+        &schedule,
+        variance,
+        &batches,
+        &mut rng,
+        |done, total| {
+            println!(
+                "  {done}/{total} images, {}",
+                clock(start.elapsed().as_secs_f64())
+            )
+        },
+    )
     .context("the variational bound")?;
     println!(
         "NLL bound on {} MNIST test images: {:.3} bits/dim (L_T {:.2e}, L_0 {:.3}, sum of L_1..L_{} {:.3})",

@@ -73,8 +73,15 @@ fn draw(a: &FigureArgs, loaded: &Loaded) -> Result<(Tensor, usize)> {
     };
     let noise = |n: usize, rng: &mut StdRng| normal(&[n, c.in_ch, c.image_size, c.image_size], rng);
     let chain = |condition| {
-        Chain::with_spacing(model, &schedule, loaded.sampler, loaded.spacing, condition)
-            .context("the sampler")
+        Chain::with_spacing(
+            model,
+            loaded.contract.objective,
+            &schedule,
+            loaded.sampler,
+            loaded.spacing,
+            condition,
+        )
+        .context("the sampler")
     };
     match a.kind {
         FigureKind::X0Chain => {

@@ -144,9 +144,14 @@ pub fn write_samples(
     let batches = n.div_ceil(a.batch);
     let kept = kept_steps(loaded.spacing, &schedule.alpha_bar, loaded.sampler.steps()).len();
     let mut display = SampleDisplay::new(batches * kept);
-    let images = sample(&loaded.model, &schedule, request, &mut rng, |i, total| {
-        display.step(i, total)
-    });
+    let images = sample(
+        &loaded.model,
+        loaded.contract.objective,
+        &schedule,
+        request,
+        &mut rng,
+        |i, total| display.step(i, total),
+    );
     display.finish();
     let samples = images.context("sampling")?;
     let images = samples.images;

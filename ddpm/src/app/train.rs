@@ -11,7 +11,10 @@ use crate::contract::Contract;
 use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::schedule::BetaSchedule;
-use crate::train::{train, TrainOptions, TrainSummary};
+use crate::train::{train, LrDecay, TrainOptions, TrainSummary};
+
+/// `--lr-min`'s default, as a fraction of `--lr`.
+pub const LR_MIN_FRACTION: f64 = 0.1;
 
 /// The run the flags describe; the data decides the classes of a conditional model.
 pub fn options(a: &TrainArgs, data: &Dataset) -> Result<TrainOptions> {
@@ -33,19 +36,32 @@ pub fn options(a: &TrainArgs, data: &Dataset) -> Result<TrainOptions> {
             ScheduleArg::Cosine => BetaSchedule::COSINE,
         },
         diffusion_steps: a.diffusion_steps,
+        objective: a.objective,
         ..Contract::new(config)
     };
     contract.check_schedule().map_err(Error::Usage)?;
     let minutes = a.minutes.or(if a.steps.is_none() { Some(10.0) } else { None });
+    let lr_min = match a.lr_min {
+        Some(_) if a.lr_decay == LrDecay::None => {
+            return Err(Error::usage("--lr-min needs --lr-decay cosine or linear"))
+        }
+        Some(m) if m > a.lr => return Err(Error::usage(format!("--lr-min {m} is above --lr {}", a.lr))),
+        Some(m) => m,
+        None => LR_MIN_FRACTION * a.lr,
+    };
     Ok(TrainOptions {
         contract,
         batch: a.batch,
+        accumulate: a.accumulate,
         max_steps: a.steps,
         // The parser bounds minutes to (0, a year], so this cannot overflow.
         time_budget: minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
         lr: a.lr as f32,
         warmup: a.warmup,
+        lr_decay: a.lr_decay,
+        lr_min: lr_min as f32,
         clip: a.clip as f32,
+        min_snr: a.min_snr,
         ema_decay: a.ema as f32,
         seed: a.seed,
         out_dir: a.out.clone(),

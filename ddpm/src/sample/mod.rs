@@ -3,7 +3,9 @@
 //! Every sampler here walks a list of `S` kept steps `tau_1 < ... < tau_S` from
 //! the last to the first (all `T` steps for the paper's sampler), on the schedule
 //! *respaced* to those steps, so that each kept step keeps its `alpha_bar`. At each
-//! step, with `eps = eps_theta(x, tau_i)` and `x0 = predict_x0` clipped to `[-1, 1]`:
+//! step the network's output at `(x, tau_i)` becomes a data prediction `x0`,
+//! clipped to `[-1, 1]`, by the conversion of the model's
+//! [`Objective`] (`eps`, `x0` or `v`; see [`crate::diffusion`]):
 //!
 //! ```text
 //! ancestral (DDPM):  x <- coef_x0 x0 + coef_xt x + sigma z,   sigma^2 = beta, beta_tilde or learned  (z = 0 at the end)
@@ -30,7 +32,7 @@ use autograd::{no_grad, Result, Var};
 use rand::Rng;
 use tensor::{Tensor, TensorError};
 
-use crate::diffusion::{normal, posterior_mean, predict_x0};
+use crate::diffusion::{normal, posterior_mean, Objective};
 use crate::schedule::NoiseSchedule;
 use crate::unet::UNet;
 use crate::variance::{log_variance, split_output};
@@ -149,16 +151,19 @@ impl Condition<'_> {
 /// Classifier-free guidance (Ho and Salimans 2022): with `w` the guidance scale,
 /// `eps = (1 + w) eps(x, t, y) - w eps(x, t, none)`. `w = 0` is plain conditional
 /// sampling; larger `w` trades diversity for samples that look more like their class.
+/// It applies to the network's output whatever its objective: every conversion
+/// to `eps` is affine in the output with coefficients fixed by `t`, so guiding the
+/// output guides `eps` (and `x_0`) by the same formula.
 pub fn guided_eps(conditional: &Tensor, unconditional: &Tensor, w: f64) -> Result<Tensor> {
     conditional.zip_map(unconditional, "guidance", |c, u| {
         ((1.0 + w) * c as f64 - w * u as f64) as f32
     })
 }
 
-/// The model's outputs at steps `t`: the noise estimate (conditional, and guided
-/// when `w != 0`) and, for learned variances, the variance output `o` (from the
-/// conditional pass).
-pub fn predict_eps(
+/// The model's outputs at steps `t`: its prediction (of its objective's quantity;
+/// conditional, and guided when `w != 0`) and, for learned variances, the
+/// variance output `o` (from the conditional pass).
+pub fn predict(
     model: &UNet,
     x: &Tensor,
     t: &[usize],
@@ -167,8 +172,8 @@ pub fn predict_eps(
 ) -> Result<(Tensor, Option<Tensor>)> {
     let outputs = |y: Labels<'_>| -> Result<(Tensor, Option<Tensor>)> {
         let out = no_grad(|| model.forward(&Var::constant(x.clone()), t, y))?;
-        let (eps, o) = split_output(&out, model.config.learn_sigma)?;
-        Ok((eps.value().clone(), o.map(|o| o.value().clone())))
+        let (prediction, o) = split_output(&out, model.config.learn_sigma)?;
+        Ok((prediction.value().clone(), o.map(|o| o.value().clone())))
     };
     match (labels, model.config.num_classes) {
         (Some(y), Some(none)) if w != 0.0 => {
@@ -177,9 +182,9 @@ pub fn predict_eps(
             let doubled = Tensor::concat(&[x, x], 0)?;
             let (t2, y2) = ([t, t].concat(), [y, &vec![none; b]].concat());
             let out = no_grad(|| model.forward(&Var::constant(doubled), &t2, Some(&y2)))?;
-            let (eps, o) = split_output(&out, model.config.learn_sigma)?;
-            let eps = eps.value();
-            let (cond, uncond) = (eps.narrow(0, 0, b)?, eps.narrow(0, b, b)?);
+            let (prediction, o) = split_output(&out, model.config.learn_sigma)?;
+            let prediction = prediction.value();
+            let (cond, uncond) = (prediction.narrow(0, 0, b)?, prediction.narrow(0, b, b)?);
             let o = o.map(|o| o.value().narrow(0, 0, b)).transpose()?;
             Ok((guided_eps(&cond, &uncond, w)?, o))
         }
@@ -250,34 +255,46 @@ impl History {
 }
 
 /// A reverse process ready to run: the sampler, its kept steps `tau_1 < ... <
-/// tau_S`, the schedule respaced to them, the model and the conditioning. Index
-/// `i` runs from `S - 1` (pure noise) down to 0; [`sample_from`] walks all of it,
-/// and the paper's figures ([`crate::figures`]) start or stop part way.
+/// tau_S`, the schedule respaced to them, the model (and what its output
+/// predicts) and the conditioning. Index `i` runs from `S - 1` (pure noise) down
+/// to 0; [`sample_from`] walks all of it, and the paper's figures
+/// ([`crate::figures`]) start or stop part way.
 pub struct Chain<'a> {
     model: &'a UNet,
+    objective: Objective,
     sampler: Sampler,
     kept: Vec<usize>,
     respaced: NoiseSchedule,
-    alpha_bar: Vec<f64>,
+    schedule: NoiseSchedule,
     condition: Condition<'a>,
     evaluations: Cell<usize>,
 }
 
 impl<'a> Chain<'a> {
     /// Checks the sampler's settings and respaces `schedule` to its steps,
-    /// spread by the sampler's [`Sampler::default_spacing`].
+    /// spread by the sampler's [`Sampler::default_spacing`], for a `model`
+    /// trained to predict `objective`'s quantity.
     pub fn new(
         model: &'a UNet,
+        objective: Objective,
         schedule: &NoiseSchedule,
         sampler: Sampler,
         condition: Condition<'a>,
     ) -> Result<Chain<'a>> {
-        Self::with_spacing(model, schedule, sampler, sampler.default_spacing(), condition)
+        Self::with_spacing(
+            model,
+            objective,
+            schedule,
+            sampler,
+            sampler.default_spacing(),
+            condition,
+        )
     }
 
     /// [`Chain::new`] with the steps spread by `spacing`.
     pub fn with_spacing(
         model: &'a UNet,
+        objective: Objective,
         schedule: &NoiseSchedule,
         sampler: Sampler,
         spacing: Spacing,
@@ -305,10 +322,11 @@ impl<'a> Chain<'a> {
         let respaced = schedule.respaced(&kept);
         Ok(Chain {
             model,
+            objective,
             sampler,
             kept,
             respaced,
-            alpha_bar: schedule.alpha_bar.clone(),
+            schedule: schedule.clone(),
             condition,
             evaluations: Cell::new(0),
         })
@@ -340,24 +358,23 @@ impl<'a> Chain<'a> {
         self.evaluations.get()
     }
 
-    /// The network's noise estimate (and variance output) at diffusion step `t`
-    /// for every image of `x`, counted.
+    /// The data prediction `D(x, t)` at diffusion step `t` for every image of
+    /// `x` (the network's output converted by its objective, clipped to `[-1,
+    /// 1]`) and the variance output, counted.
     fn predict(&self, x: &Tensor, t: usize) -> Result<(Tensor, Option<Tensor>)> {
         let (labels, w) = (self.condition.labels, self.condition.guidance);
         let guided = labels.is_some() && w != 0.0;
         self.evaluations
             .set(self.evaluations.get() + 1 + usize::from(guided));
-        predict_eps(self.model, x, &vec![t; x.shape()[0]], labels, w)
+        let steps = vec![t; x.shape()[0]];
+        let (output, o) = predict(self.model, x, &steps, labels, w)?;
+        let x0 = self.objective.x0(&self.schedule, x, &steps, &output)?;
+        Ok((x0.clamp(-1.0, 1.0)?, o))
     }
 
-    /// The data prediction `D(x, t)`: `x_0` from the noise estimate at diffusion
-    /// step `t`, clipped to `[-1, 1]`.
+    /// The data prediction `D(x, t)` alone, for the ODE solvers.
     fn denoise(&self, x: &Tensor, t: usize) -> Result<Tensor> {
-        let (eps, _) = self.predict(x, t)?;
-        let p = Point::at(&self.alpha_bar, t);
-        x.sub(&eps.mul_scalar(p.sigma as f32))?
-            .mul_scalar((1.0 / p.alpha) as f32)
-            .clamp(-1.0, 1.0)
+        Ok(self.predict(x, t)?.0)
     }
 
     /// One reverse step from `x` at index `i` to index `i - 1` (to clean data
@@ -378,10 +395,11 @@ impl<'a> Chain<'a> {
             Sampler::DpmSolver { method, .. } => Some(method),
             Sampler::Heun { .. } => None,
         };
-        let from = Point::at(&self.alpha_bar, self.kept[i]);
+        let alpha_bar = &self.schedule.alpha_bar;
+        let from = Point::at(alpha_bar, self.kept[i]);
         let to = match i {
             0 => Point::CLEAN,
-            _ => Point::at(&self.alpha_bar, self.kept[i - 1]),
+            _ => Point::at(alpha_bar, self.kept[i - 1]),
         };
         let d = self.denoise(x, from.t)?;
         let previous = history.previous.as_ref().map(|(p, d)| (*p, d));
@@ -394,7 +412,7 @@ impl<'a> Chain<'a> {
             }
             Some(DpmMethod::MultistepSde) => d.clone(),
             Some(DpmMethod::Singlestep) => {
-                dpm2s(x, from, to, &d, midpoint(&self.alpha_bar, from, to), &mut denoise)?
+                dpm2s(x, from, to, &d, midpoint(alpha_bar, from, to), &mut denoise)?
             }
             None => heun(x, from, to, &d, &mut denoise)?,
         };
@@ -414,8 +432,7 @@ impl<'a> Chain<'a> {
     ) -> Result<Step> {
         let rs = &self.respaced;
         let t_rs = vec![i; x.shape()[0]];
-        let (eps, o) = self.predict(x, self.kept[i])?;
-        let x0 = predict_x0(rs, x, &t_rs, &eps)?.clamp(-1.0, 1.0)?;
+        let (x0, o) = self.predict(x, self.kept[i])?;
         let next = match variance {
             Some(variance) => {
                 let mean = posterior_mean(rs, &x0, x, &t_rs)?;
@@ -451,8 +468,10 @@ impl<'a> Chain<'a> {
 
 /// Runs `sampler` from `x_t` (noise `[B, C, H, W]`) down to a sample in `[-1, 1]`,
 /// calling `progress(i, S)` after each step. Recording is off (no tape).
+#[allow(clippy::too_many_arguments)] // Chain::new's five, the rng and the callback
 pub fn sample_from<R: Rng + ?Sized>(
     model: &UNet,
+    objective: Objective,
     schedule: &NoiseSchedule,
     sampler: Sampler,
     x: Tensor,
@@ -460,7 +479,7 @@ pub fn sample_from<R: Rng + ?Sized>(
     rng: &mut R,
     progress: impl FnMut(usize, usize),
 ) -> Result<Tensor> {
-    let chain = Chain::new(model, schedule, sampler, condition)?;
+    let chain = Chain::new(model, objective, schedule, sampler, condition)?;
     run_chain(&chain, x, rng, progress)
 }
 
@@ -508,9 +527,11 @@ pub struct Samples {
     pub evaluations: usize,
 }
 
-/// Draws `request.n` samples in batches, from noise drawn with `rng`.
+/// Draws `request.n` samples in batches from `model` (which predicts
+/// `objective`'s quantity), from noise drawn with `rng`.
 pub fn sample<R: Rng + ?Sized>(
     model: &UNet,
+    objective: Objective,
     schedule: &NoiseSchedule,
     request: Request<'_>,
     rng: &mut R,
@@ -528,7 +549,7 @@ pub fn sample<R: Rng + ?Sized>(
             labels: request.labels.map(|l| &l[done..done + b]),
             guidance: request.guidance,
         };
-        let chain = Chain::with_spacing(model, schedule, request.sampler, spacing, condition)?;
+        let chain = Chain::with_spacing(model, objective, schedule, request.sampler, spacing, condition)?;
         parts.push(run_chain(&chain, x_t, rng, &mut progress)?);
         evaluations = chain.evaluations();
         done += b;

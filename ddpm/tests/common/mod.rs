@@ -92,11 +92,15 @@ pub fn tiny_options(out: &Path, steps: u64) -> ddpm::train::TrainOptions {
     ddpm::train::TrainOptions {
         contract: ddpm::contract::Contract::new(ddpm::config::UNetConfig::named("mnist-tiny").unwrap()),
         batch: 2,
+        accumulate: 1,
         max_steps: Some(steps),
         time_budget: Some(std::time::Duration::from_secs(600)),
         lr: 1e-3,
         warmup: 2,
+        lr_decay: ddpm::train::LrDecay::None,
+        lr_min: 1e-4,
         clip: 1.0,
+        min_snr: None,
         ema_decay: 0.999,
         seed: 7,
         out_dir: out.to_path_buf(),
@@ -104,4 +108,31 @@ pub fn tiny_options(out: &Path, steps: u64) -> ddpm::train::TrainOptions {
         overwrite: false,
         checkpoint_every: 1,
     }
+}
+
+/// The MNIST IDX files in the workspace's `shared/` folder.
+pub const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist");
+
+/// Runs the `ddpm` binary; returns its exit code and standard output.
+pub fn program(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args(args)
+        .output()
+        .expect("the ddpm binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The PNG at `path` as raw (grey) pixels.
+pub fn pixels(path: &Path) -> Vec<u8> {
+    image::open(path).unwrap().into_luma8().into_raw()
+}
+
+/// `images` as the pixels of the grid the program writes (`cols` columns).
+pub fn grid_pixels(images: &tensor::Tensor, cols: usize, dir: &Path, name: &str) -> Vec<u8> {
+    let path = dir.join(name);
+    ddpm::data::save_grid(&path, images, cols).unwrap();
+    pixels(&path)
 }
