@@ -30,61 +30,25 @@
 //! step whose loss, gradient or updated weights are not finite stops the run
 //! before anything is saved, so the last checkpoint on disk is the last good one.
 
+mod lr;
+mod step;
+
+pub use lr::{estimate_horizon, LrDecay, HORIZON_AFTER_FRACTION, HORIZON_AFTER_STEPS};
+use lr::{fix_horizon, lr_plan};
+pub use step::{drop_labels, micro_batch, step_rng, train_step, MicroBatch, LABEL_DROP, MICRO_BATCH_STREAMS};
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use autograd::Parameter;
-use nn::optim::{clip_grad_norm, LrSchedule, Optimizer};
+use nn::optim::LrSchedule;
 use nn::Module;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tensor::Tensor;
 
 use crate::checkpoint::{checkpoint_path, TrainState, TrainingRecord, EMA_FILE};
 use crate::contract::Contract;
 use crate::data::Dataset;
-use crate::diffusion::normal;
-use crate::error::{Context, Error, Result};
-use crate::loss::{loss_at, LossOptions};
+use crate::error::{Error, Result};
+use crate::loss::LossOptions;
 use crate::losslog::{self, Row, LOSS_FILE};
-use crate::schedule::NoiseSchedule;
-
-/// How the learning rate falls after the warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LrDecay {
-    /// Constant at the peak rate.
-    None,
-    /// Half a cosine down to the floor at the horizon.
-    Cosine,
-    /// A straight line down to the floor at the horizon.
-    Linear,
-}
-
-impl LrDecay {
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            LrDecay::None => "none",
-            LrDecay::Cosine => "cosine",
-            LrDecay::Linear => "linear",
-        }
-    }
-}
-
-/// A time-budgeted run fixes its learning-rate horizon once it has timed this
-/// many steps (after the warm-up) ...
-pub const HORIZON_AFTER_STEPS: u64 = 20;
-
-/// ... or spent this fraction of its budget, whichever comes first.
-pub const HORIZON_AFTER_FRACTION: f64 = 0.05;
-
-/// The step a run at `step` reaches by the end of its `budget` seconds, having
-/// done `timed` steps in `elapsed` seconds: `step + floor((budget - elapsed) /
-/// (elapsed / timed))`.
-pub fn estimate_horizon(step: u64, timed: u64, elapsed: f64, budget: f64) -> u64 {
-    let per_step = elapsed.max(1e-9) / timed.max(1) as f64;
-    step + ((budget - elapsed).max(0.0) / per_step).floor() as u64
-}
 
 /// Everything a training run is told.
 #[derive(Debug, Clone)]
@@ -209,148 +173,6 @@ pub struct Progress {
     pub eta: f64,
 }
 
-/// The generator of step `step` of a run seeded `seed` (SplitMix64 mixing, so
-/// nearby seeds and steps give unrelated streams).
-pub fn step_rng(seed: u64, step: u64, stream: u64) -> StdRng {
-    let z = seed ^ step.wrapping_mul(tensor::rng::GOLDEN_GAMMA) ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    StdRng::seed_from_u64(tensor::splitmix64(z))
-}
-
-/// The generators of micro-batch `m` of a step use streams offset by `m` times
-/// this (stream 1 draws the data, 100 + k seeds dropout layer k), so micro-batch
-/// 0 keeps the streams of a run without accumulation.
-pub const MICRO_BATCH_STREAMS: u64 = 1 << 32;
-
-/// What one micro-batch draws: its images (and labels, some dropped for a
-/// conditional model), a step per image and the noise.
-#[derive(Debug, Clone)]
-pub struct MicroBatch {
-    /// `[batch, C, H, W]` in `[-1, 1]`.
-    pub x0: Tensor,
-    /// The labels the model sees (`none` where dropped), for a conditional model.
-    pub labels: Option<Vec<usize>>,
-    /// The diffusion step of each image, uniform over `0..T`.
-    pub t: Vec<usize>,
-    /// The noise of each image.
-    pub eps: Tensor,
-}
-
-/// Micro-batch `m` of step `step`: everything drawn from `(opts.seed, step, m)`.
-pub fn micro_batch(
-    data: &Dataset,
-    schedule: &NoiseSchedule,
-    opts: &TrainOptions,
-    step: u64,
-    m: u64,
-) -> Result<MicroBatch> {
-    let mut rng = step_rng(opts.seed, step, 1 + m * MICRO_BATCH_STREAMS);
-    let indices: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..data.len())).collect();
-    let (x0, labels) = data.batch(&indices)?;
-    let labels = match opts.contract.config.num_classes {
-        None => None,
-        Some(none) => {
-            let labels =
-                labels.ok_or_else(|| Error::usage("a class-conditional model needs labelled data"))?;
-            Some(drop_labels(labels, none, &mut rng))
-        }
-    };
-    let t = (0..opts.batch)
-        .map(|_| rng.gen_range(0..schedule.steps()))
-        .collect();
-    let eps = normal(x0.shape(), &mut rng);
-    Ok(MicroBatch { x0, labels, t, eps })
-}
-
-/// The probability that a training label is replaced by "no label", so that one
-/// network learns both the conditional and the unconditional noise estimate that
-/// classifier-free guidance combines (Ho and Salimans 2022).
-pub const LABEL_DROP: f32 = 0.1;
-
-/// `labels` with each one replaced by `none` with probability [`LABEL_DROP`].
-pub fn drop_labels<R: Rng + ?Sized>(labels: Vec<usize>, none: usize, rng: &mut R) -> Vec<usize> {
-    labels
-        .into_iter()
-        .map(|y| if rng.gen::<f32>() < LABEL_DROP { none } else { y })
-        .collect()
-}
-
-/// The name of the first parameter with a NaN or infinite entry.
-fn first_non_finite(state: &TrainState) -> Option<String> {
-    let names = state.model.parameters();
-    let bad = |p: &Parameter| {
-        let v = p.value();
-        match v.as_slice() {
-            Some(s) => s.iter().any(|x| !x.is_finite()),
-            None => v.to_vec().iter().any(|x| !x.is_finite()),
-        }
-    };
-    names.into_iter().find(|(_, p)| bad(p)).map(|(n, _)| n)
-}
-
-/// One optimisation step at `state.step` with learning rate `lr`, over
-/// `opts.accumulate` micro-batches; returns the loss (the micro-batches' mean)
-/// and the gradient norm before clipping. Errors on a non-finite loss or
-/// gradient (before updating anything) and on non-finite weights after the
-/// update (the caller must then not save the state).
-pub fn train_step(
-    state: &mut TrainState,
-    data: &Dataset,
-    schedule: &NoiseSchedule,
-    lr: f32,
-    opts: &TrainOptions,
-) -> Result<(f32, f32)> {
-    let step = state.step;
-    let non_finite = |what: String| Error::NonFinite { step, what };
-    let k = opts.accumulate;
-    state.optimizer.zero_grad();
-    let mut sum = 0.0f64;
-    for m in 0..k as u64 {
-        for (j, d) in state.model.dropouts().iter().enumerate() {
-            d.set_rng(step_rng(
-                opts.seed,
-                step,
-                100 + j as u64 + m * MICRO_BATCH_STREAMS,
-            ));
-        }
-        let b = micro_batch(data, schedule, opts, step, m)?;
-        let loss = loss_at(
-            &state.model,
-            schedule,
-            opts.loss(),
-            &b.x0,
-            &b.t,
-            &b.eps,
-            b.labels.as_deref(),
-        )
-        .context("the training loss")?;
-        let value = loss.value().item().context("the training loss")?;
-        if !value.is_finite() {
-            autograd::clear_tape();
-            return Err(non_finite(format!("loss ({value})")));
-        }
-        // The tape adds each backward pass to the gradients: scaled, they sum to the mean.
-        let loss = if k == 1 {
-            loss
-        } else {
-            loss.mul_scalar(1.0 / k as f32)
-        };
-        loss.backward().context("the backward pass")?;
-        sum += value as f64;
-    }
-    let norm = clip_grad_norm(state.params(), opts.clip).context("clipping the gradient")?;
-    if !norm.is_finite() {
-        return Err(non_finite(format!("gradient norm ({norm})")));
-    }
-    state.optimizer.set_lr(lr);
-    state.optimizer.step().context("the Adam update")?;
-    if let Some(name) = first_non_finite(state) {
-        return Err(non_finite(format!("weight {name:?} after the update")));
-    }
-    state.update_ema().context("the EMA update")?;
-    state.step += 1;
-    Ok(((sum / k as f64) as f32, norm))
-}
-
 /// `mm:ss` or `h:mm:ss`.
 pub fn clock(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
@@ -389,61 +211,6 @@ fn prepare_out_dir(opts: &TrainOptions) -> Result<()> {
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
     }
     Ok(())
-}
-
-/// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The line that says how the learning rate will go.
-fn lr_plan(opts: &TrainOptions, state: &TrainState) -> String {
-    let warm = format!("lr {:e} after a {}-step warm-up", opts.lr, opts.warmup);
-    if opts.lr_decay == LrDecay::None {
-        return format!("{warm}, then constant");
-    }
-    let decay = format!("{} decay to {:e}", opts.lr_decay.name(), opts.lr_min);
-    match (state.lr_horizon, opts.max_steps) {
-        (Some(h), Some(_)) => format!("{warm}, {decay} at step {}", thousands(h)),
-        (Some(h), None) => format!(
-            "{warm}, {decay} at step {} (the checkpoint's horizon)",
-            thousands(h)
-        ),
-        (None, _) => format!(
-            "{warm}, {decay} at a horizon estimated from the step time after the warm-up (and at least \
-             {HORIZON_AFTER_STEPS} steps or {}% of the time budget)",
-            HORIZON_AFTER_FRACTION * 100.0
-        ),
-    }
-}
-
-/// Fixes a time-budgeted run's horizon when the time has come (see the module
-/// doc); returns the line that says so.
-fn fix_horizon(opts: &TrainOptions, state: &mut TrainState, first: u64, elapsed: f64) -> Option<String> {
-    let budget = opts.time_budget?.as_secs_f64();
-    let timed = state.step - first;
-    let ready = timed >= 1
-        && state.step >= opts.warmup
-        && (timed >= HORIZON_AFTER_STEPS || elapsed >= HORIZON_AFTER_FRACTION * budget);
-    if opts.lr_decay == LrDecay::None || state.lr_horizon.is_some() || !ready {
-        return None;
-    }
-    let horizon = estimate_horizon(state.step, timed, elapsed, budget);
-    state.lr_horizon = Some(horizon);
-    Some(format!(
-        "lr horizon ~{} steps (estimated at step {} from {:.3} s/step and the time left)",
-        thousands(horizon),
-        state.step,
-        elapsed / timed as f64
-    ))
 }
 
 /// Trains until `max_steps` or the time budget, telling `report` about each
