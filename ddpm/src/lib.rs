@@ -2,19 +2,23 @@
 //! engine's own tensors, autograd and layers.
 //!
 //! - [`config`]: the spec's named U-Net configs.
-//! - [`unet`]: the epsilon-predicting U-Net.
+//! - [`unet`]: the U-Net; it predicts the noise `eps`, `x_0` or `v`, as its
+//!   objective says.
 //! - [`schedule`]: beta, alpha, alpha-bar and every derived constant, computed once.
-//! - [`diffusion`]: the forward process `q_sample`, its posterior, and `x_0`
-//!   from a predicted noise.
+//! - [`diffusion`]: the forward process `q_sample`, its posterior, and the
+//!   objectives: each one's target, and the network's output read as `eps` and
+//!   `x_0`.
 //! - [`likelihood`]: the variational bound in bits per dimension.
-//! - [`variance`]: learned reverse-step variances and the hybrid loss.
-//! - [`sample`]: ancestral (DDPM), strided and DDIM samplers.
+//! - [`variance`]: learned reverse-step variances and the bound's terms.
+//! - [`sample`]: ancestral (DDPM) and DDIM samplers, DPM-Solver++ and Heun, on any
+//!   spacing of the steps.
 //! - [`figures`]: the paper's pictures: `x_0` along the chain, shared latents,
 //!   interpolation.
 //! - [`eval`]: the classifier's confident fraction and a Frechet distance on its
 //!   features ("FID" with the shipped LeNet in place of Inception).
 //! - [`contract`]: what a weight file records about its model and diffusion.
-//! - [`loss`]: the training objective (`L_simple`, or `L_hybrid`).
+//! - [`loss`]: the training loss (`L_simple`, min-SNR weighted or not, or
+//!   `L_hybrid`).
 //! - [`train`]: the training loop; [`losslog`]: its `loss.csv`.
 //! - [`checkpoint`]: saving, resuming and loading weight files, checked.
 //! - [`error`]: the crate's one error type.
