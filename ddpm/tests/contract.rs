@@ -122,6 +122,7 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
             batch: 64,
             labels: None,
             guidance: 0.0,
+            clip: true,
         };
         sample(
             &model,

@@ -698,6 +698,7 @@ fn sample_and_eval_nll_use_the_recorded_objective() {
             batch: 64,
             labels: None,
             guidance: 0.0,
+            clip: true,
         };
         let images = sample(&model, objective, &schedule, request, &mut rng(3), |_, _| {})
             .unwrap()

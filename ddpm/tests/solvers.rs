@@ -697,6 +697,7 @@ fn seeds_reproduce_every_sampler_and_only_the_stochastic_ones_read_the_rng() {
             batch: 2,
             labels: None,
             guidance: 0.0,
+            clip: true,
         };
         let images = |seed| {
             sample(&model, Objective::Eps, &s, request, &mut rng(seed), |_, _| {})
@@ -810,6 +811,7 @@ fn guidance_counts_two_evaluations_and_sample_reports_them_per_image() {
             batch: 2,
             labels: Some(&labels),
             guidance: 2.0,
+            clip: true,
         };
         let samples = sample(&model, Objective::Eps, &s, request, &mut rng(52), |_, _| {}).unwrap();
         assert_eq!(samples.images.shape(), &[3, 1, 28, 28]);
@@ -1125,4 +1127,57 @@ fn every_sampler_and_spacing_runs_through_the_program() {
         "cubic",
     ]);
     assert!(bad.contains("--spacing") && bad.contains("cubic"), "{bad}");
+}
+
+/// `--no-clip` / `Chain::with_clipping(false)`: the prediction of `x_0` is used as
+/// the network gives it. With a network whose output is large, one DDIM step from
+/// pure noise lands on `x_0 = (x - sigma eps) / alpha` exactly, outside [-1, 1];
+/// clipped, it stays inside.
+#[test]
+fn the_prediction_of_x0_is_clipped_unless_told_not_to() {
+    let net = UNet::new(&UNetConfig::named("mnist-tiny").unwrap(), &mut rng(61)).unwrap();
+    for (name, p) in net.parameters() {
+        if name.starts_with("conv_out") {
+            p.set_value(normal(&p.shape(), &mut rng(62)).mul_scalar(0.5))
+                .unwrap();
+        }
+    }
+    let s = NoiseSchedule::new(BetaSchedule::LINEAR, 1000);
+    let x = normal(&[2, 1, 28, 28], &mut rng(63));
+    let one = Sampler::Ddim { steps: 1, eta: 0.0 };
+    let run = |clip: bool| {
+        let chain = Chain::new(&net, Objective::Eps, &s, one, Condition::NONE)
+            .unwrap()
+            .with_clipping(clip);
+        run_chain(&chain, x.clone(), &mut rng(64), |_, _| {})
+            .unwrap()
+            .to_vec()
+    };
+    let (clipped, raw) = (run(true), run(false));
+    assert!(clipped.iter().all(|v| v.abs() <= 1.0));
+    assert!(
+        raw.iter().any(|v| v.abs() > 1.0),
+        "the output is large enough to need clipping"
+    );
+    // By hand: x_0 = (x - sqrt(1 - ab) eps) / sqrt(ab) at t = 999.
+    let (eps, _) = predict(&net, &x, &[999, 999], None, 0.0).unwrap();
+    let ab = s.alpha_bar[999];
+    let want: Vec<f32> = x
+        .to_vec()
+        .iter()
+        .zip(eps.to_vec())
+        .map(|(x, e)| ((*x as f64 - (1.0 - ab).sqrt() * e as f64) / ab.sqrt()) as f32)
+        .collect();
+    let err = raw
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| ((a - b) / b.abs().max(1.0)).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        err < 1e-4,
+        "unclipped DDIM-1 is the raw x0 prediction (relative error {err})"
+    );
+    for (c, r) in clipped.iter().zip(&raw) {
+        assert_eq!(*c, r.clamp(-1.0, 1.0));
+    }
 }

@@ -223,6 +223,9 @@ pub struct SamplingArgs {
     /// Conditional models: every sample of class K [default: cycle through the classes].
     #[arg(long, value_name = "K")]
     pub class: Option<usize>,
+    /// Leave each step's prediction of x_0 unclipped (the samplers clip it to [-1, 1] by default, as the paper's).
+    #[arg(long)]
+    pub no_clip: bool,
     /// Classifier-free guidance scale w (conditional models).
     #[arg(long, value_name = "W", value_parser = float_in(0.0, true, 1000.0))]
     pub guidance: Option<f64>,

@@ -81,6 +81,7 @@ fn draw(a: &FigureArgs, loaded: &Loaded) -> Result<(Tensor, usize)> {
             loaded.spacing,
             condition,
         )
+        .map(|c| c.with_clipping(!a.sampling.no_clip))
         .context("the sampler")
     };
     match a.kind {

@@ -140,6 +140,7 @@ pub fn write_samples(
         batch: a.batch,
         labels: labels.as_deref(),
         guidance: a.guidance.unwrap_or(0.0),
+        clip: !a.no_clip,
     };
     let batches = n.div_ceil(a.batch);
     let kept = kept_steps(loaded.spacing, &schedule.alpha_bar, loaded.sampler.steps()).len();

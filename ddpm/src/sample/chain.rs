@@ -91,6 +91,7 @@ pub struct Chain<'a> {
     respaced: NoiseSchedule,
     schedule: NoiseSchedule,
     condition: Condition<'a>,
+    clip: bool,
     evaluations: Cell<usize>,
 }
 
@@ -152,8 +153,17 @@ impl<'a> Chain<'a> {
             respaced,
             schedule: schedule.clone(),
             condition,
+            clip: true,
             evaluations: Cell::new(0),
         })
+    }
+
+    /// The same chain with the prediction of `x_0` clipped to `[-1, 1]` at every
+    /// step (`clip`, the default, as the paper's sampler does) or left as the
+    /// network gives it.
+    pub fn with_clipping(mut self, clip: bool) -> Self {
+        self.clip = clip;
+        self
     }
 
     /// The number of steps `S`.
@@ -184,7 +194,8 @@ impl<'a> Chain<'a> {
 
     /// The data prediction `D(x, t)` at diffusion step `t` for every image of
     /// `x` (the network's output converted by its objective, clipped to `[-1,
-    /// 1]`) and the variance output, counted.
+    /// 1]` unless [`Chain::with_clipping`] said not to) and the variance output,
+    /// counted.
     fn predict(&self, x: &Tensor, t: usize) -> Result<(Tensor, Option<Tensor>)> {
         let (labels, w) = (self.condition.labels, self.condition.guidance);
         let guided = labels.is_some() && w != 0.0;
@@ -193,7 +204,7 @@ impl<'a> Chain<'a> {
         let steps = vec![t; x.shape()[0]];
         let (output, o) = predict(self.model, x, &steps, labels, w)?;
         let x0 = self.objective.x0(&self.schedule, x, &steps, &output)?;
-        Ok((x0.clamp(-1.0, 1.0)?, o))
+        Ok((if self.clip { x0.clamp(-1.0, 1.0)? } else { x0 }, o))
     }
 
     /// The data prediction `D(x, t)` alone, for the ODE solvers.

@@ -198,6 +198,8 @@ pub struct Request<'a> {
     pub labels: Labels<'a>,
     /// The classifier-free guidance scale `w` (0: none).
     pub guidance: f64,
+    /// Clip each step's prediction of `x_0` to `[-1, 1]` (the paper's choice).
+    pub clip: bool,
 }
 
 /// Samples and what they cost.
@@ -231,7 +233,8 @@ pub fn sample<R: Rng + ?Sized>(
             labels: request.labels.map(|l| &l[done..done + b]),
             guidance: request.guidance,
         };
-        let chain = Chain::with_spacing(model, objective, schedule, request.sampler, spacing, condition)?;
+        let chain = Chain::with_spacing(model, objective, schedule, request.sampler, spacing, condition)?
+            .with_clipping(request.clip);
         parts.push(run_chain(&chain, x_t, rng, &mut progress)?);
         evaluations = chain.evaluations();
         done += b;
