@@ -145,7 +145,7 @@ fn non_finite_or_negative_tensors_are_refused_naming_the_tensor() {
 fn every_numeric_flag_out_of_range_is_a_usage_error_naming_it() {
     let nonsense = ["NaN", "inf", "-inf", "-1", "1e300", "1000000000000000000000"];
     // (command, flag, whether 0 is also out of range)
-    let flags: [(&[&str], &str, bool); 28] = [
+    let flags: [(&[&str], &str, bool); 31] = [
         (&["train"], "--batch", true),
         (&["train"], "--steps", true),
         (&["train"], "--minutes", true),
@@ -158,6 +158,9 @@ fn every_numeric_flag_out_of_range_is_a_usage_error_naming_it() {
         (&["train"], "--checkpoint-every", true),
         (&["train"], "--log-every", true),
         (&["train"], "--threads", true),
+        (&["train"], "--min-snr", true),
+        (&["train"], "--accumulate", true),
+        (&["train"], "--lr-min", false),
         (&["sample"], "--n", true),
         (&["sample"], "--batch", true),
         (&["sample"], "--steps", true),
