@@ -6,12 +6,9 @@
 //! the right schedule (equal) and on the linear `T = 1000` one that the program
 //! used to assume (different), so it fails if a command ignores the file.
 
-use std::path::Path;
-use std::process::Command;
-
 use ddpm::checkpoint::{load_model, Weights};
 use ddpm::contract::{Contract, Objective};
-use ddpm::data::{load_mnist, save_grid, Split};
+use ddpm::data::{load_mnist, Split};
 use ddpm::diffusion::normal;
 use ddpm::figures::x0_chain;
 use ddpm::likelihood::dataset_bound;
@@ -20,39 +17,14 @@ use ddpm::schedule::{BetaSchedule, NoiseSchedule};
 use ddpm::unet::UNet;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tensor::Tensor;
 
 mod common;
-use common::{run, temp_dir, train_in, train_tiny, TempDir};
-
-const MNIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/mnist");
-
-/// Runs the `ddpm` binary; returns its exit code and standard output.
-fn program(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ddpm"))
-        .args(args)
-        .output()
-        .expect("the ddpm binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
+use common::{
+    grid_pixels, pixels, printed_nll, program, run, temp_dir, train_in, train_tiny, TempDir, MNIST,
+};
 
 fn cosine_run(name: &str) -> TempDir {
     train_tiny(name, 2, &["--schedule", "cosine", "--diffusion-steps", "50"])
-}
-
-/// The PNG at `path` as raw pixels.
-fn pixels(path: &Path) -> Vec<u8> {
-    image::open(path).unwrap().into_luma8().into_raw()
-}
-
-/// `images` as the pixels of the grid the program writes (`cols` columns).
-fn grid_pixels(images: &Tensor, cols: usize, dir: &Path, name: &str) -> Vec<u8> {
-    let path = dir.join(name);
-    save_grid(&path, images, cols).unwrap();
-    pixels(&path)
 }
 
 #[test]
@@ -172,25 +144,7 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
     assert_ne!(got, grid_pixels(&chain_of(&linear), 3, &scratch, "xl.png"));
 
     // eval --nll on two test images: the printed bound is the cosine one.
-    let (code, stdout) = program(&[
-        "eval",
-        "--nll",
-        "--checkpoint",
-        e,
-        "--mnist",
-        MNIST,
-        "--nll-images",
-        "2",
-    ]);
-    assert_eq!(code, 0, "{stdout}");
-    // "NLL bound on 2 MNIST test images: 1.234 bits/dim (...)"
-    let printed = stdout
-        .lines()
-        .find(|l| l.starts_with("NLL bound"))
-        .and_then(|l| l.split(": ").nth(1))
-        .and_then(|r| r.split(' ').next())
-        .expect("a bound line")
-        .to_string();
+    let printed = printed_nll(e);
     let bound = |m: &UNet, s: &NoiseSchedule| {
         let x0 = load_mnist(MNIST, Split::Test).unwrap().batch(&[0, 1]).unwrap().0;
         let b = dataset_bound(
@@ -205,8 +159,8 @@ fn sample_eval_nll_and_figures_use_the_recorded_schedule() {
         .unwrap();
         format!("{:.3}", b.total())
     };
-    assert_eq!(printed, bound(&model, &cosine), "{stdout}");
-    assert_ne!(printed, bound(&model, &linear), "{stdout}");
+    assert_eq!(printed, bound(&model, &cosine));
+    assert_ne!(printed, bound(&model, &linear));
 }
 
 #[test]

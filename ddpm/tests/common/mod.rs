@@ -136,3 +136,28 @@ pub fn grid_pixels(images: &tensor::Tensor, cols: usize, dir: &Path, name: &str)
     ddpm::data::save_grid(&path, images, cols).unwrap();
     pixels(&path)
 }
+
+/// The bound `ddpm eval --nll` prints for `checkpoint` on the first two MNIST
+/// test images, as printed ("1.234" from "NLL bound on 2 MNIST test images:
+/// 1.234 bits/dim (...)").
+pub fn printed_nll(checkpoint: &str) -> String {
+    let args = [
+        "eval",
+        "--nll",
+        "--checkpoint",
+        checkpoint,
+        "--mnist",
+        MNIST,
+        "--nll-images",
+        "2",
+    ];
+    let (code, stdout) = program(&args);
+    assert_eq!(code, 0, "{stdout}");
+    stdout
+        .lines()
+        .find(|l| l.starts_with("NLL bound"))
+        .and_then(|l| l.split(": ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .expect("a bound line")
+        .to_string()
+}
