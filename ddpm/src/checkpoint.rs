@@ -22,7 +22,7 @@ use nn::safetensors::{self, CheckpointError, SafeTensors};
 use nn::Module;
 use tensor::Tensor;
 
-use crate::contract::Contract;
+use crate::contract::{difference, Contract};
 use crate::error::{Context, Error, Result};
 use crate::train::step_rng;
 use crate::unet::UNet;
@@ -111,9 +111,7 @@ impl TrainingRecord {
             .into_iter()
             .zip(self.checked())
             .filter(|((_, have), (_, want))| have != want)
-            .map(|((key, have), (_, want))| {
-                format!("{key}: the checkpoint has {have}, the flags ask for {want}")
-            })
+            .map(|((key, have), (_, want))| difference(key, &have, &want))
             .collect())
     }
 }
@@ -278,21 +276,27 @@ fn counter(file: &SafeTensors, path: &Path, key: &str, max: u64) -> Result<u64> 
         .ok_or_else(|| Error::contract(path, format!("{key} {text:?} is not an integer in 0..={max}")))
 }
 
+/// The index and value of the first NaN or infinite entry of `t` (or, if
+/// `non_negative`, the first negative one), read in place when `t` is contiguous.
+pub(crate) fn first_bad_value(t: &Tensor, non_negative: bool) -> Option<(usize, f32)> {
+    let bad = |v: &f32| !v.is_finite() || (non_negative && *v < 0.0);
+    let find = |s: &[f32]| s.iter().position(bad).map(|i| (i, s[i]));
+    match t.as_slice() {
+        Some(s) => find(s),
+        None => find(&t.to_vec()),
+    }
+}
+
 /// Refuses a tensor with a NaN or infinite entry (or, if `non_negative`, a
 /// negative one), naming it and the first bad entry.
 fn check_values(path: &Path, name: &str, t: &Tensor, non_negative: bool) -> Result<()> {
-    let values = t.to_vec();
-    let bad = values
-        .iter()
-        .position(|v| !v.is_finite() || (non_negative && *v < 0.0));
-    match bad {
+    match first_bad_value(t, non_negative) {
         None => Ok(()),
-        Some(i) => Err(Error::contract(
+        Some((i, v)) => Err(Error::contract(
             path,
             format!(
-                "tensor {name:?} holds {} at index {i}: the weights are corrupt (or were saved from a \
-                 diverged run)",
-                values[i]
+                "tensor {name:?} holds {v} at index {i}: the weights are corrupt (or were saved from a \
+                 diverged run)"
             ),
         )),
     }

@@ -183,12 +183,14 @@ impl Contract {
             .filter(|k| have.get(*k) != want.get(*k))
             .map(|k| {
                 let show = |m: &BTreeMap<String, String>| m.get(k).cloned().unwrap_or_else(|| "-".into());
-                format!(
-                    "{k}: the checkpoint has {}, the flags ask for {}",
-                    show(&have),
-                    show(&want)
-                )
+                difference(k, &show(&have), &show(&want))
             })
             .collect()
     }
+}
+
+/// One setting on which a checkpoint and the flags of a resumed run disagree,
+/// as every refusal to resume words it.
+pub fn difference(key: &str, checkpoint: &str, flags: &str) -> String {
+    format!("{key}: the checkpoint has {checkpoint}, the flags ask for {flags}")
 }

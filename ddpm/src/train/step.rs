@@ -2,7 +2,6 @@
 //! streams, the loss and its backward pass, the clip, Adam, the EMA, and the
 //! checks that stop a run before anything non-finite is saved.
 
-use autograd::Parameter;
 use nn::optim::{clip_grad_norm, Optimizer};
 use nn::Module;
 use rand::rngs::StdRng;
@@ -10,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use tensor::Tensor;
 
 use super::TrainOptions;
-use crate::checkpoint::TrainState;
+use crate::checkpoint::{first_bad_value, TrainState};
 use crate::data::Dataset;
 use crate::diffusion::normal;
 use crate::error::{Context, Error, Result};
@@ -85,14 +84,10 @@ pub fn drop_labels<R: Rng + ?Sized>(labels: Vec<usize>, none: usize, rng: &mut R
 /// The name of the first parameter with a NaN or infinite entry.
 fn first_non_finite(state: &TrainState) -> Option<String> {
     let names = state.model.parameters();
-    let bad = |p: &Parameter| {
-        let v = p.value();
-        match v.as_slice() {
-            Some(s) => s.iter().any(|x| !x.is_finite()),
-            None => v.to_vec().iter().any(|x| !x.is_finite()),
-        }
-    };
-    names.into_iter().find(|(_, p)| bad(p)).map(|(n, _)| n)
+    names
+        .into_iter()
+        .find(|(_, p)| first_bad_value(&p.value(), false).is_some())
+        .map(|(n, _)| n)
 }
 
 /// One optimisation step at `state.step` with learning rate `lr`, over
