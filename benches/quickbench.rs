@@ -5,6 +5,7 @@
 //! cargo run --release --bin quickbench -- conv --reps 9
 //! cargo run --release --bin quickbench -- conv --no-short   # matrixmultiply for every product
 //! cargo run --release --bin quickbench -- conv --no-winograd   # im2col for every convolution
+//! cargo run --release --bin quickbench -- conv --simd avx2      # a lower SIMD level (or TENSOR_SIMD=avx2)
 //! cargo run --release --features mm-threading --bin quickbench -- raw-threaded
 //! ```
 //!
@@ -126,27 +127,40 @@ fn raw_threaded_table(reps: usize) {
     }
 }
 
-const USAGE: &str =
-    "usage: quickbench [matmul|conv|all|raw-threaded] [--reps N] [--threads N] [--no-short] [--no-winograd]";
+const USAGE: &str = "usage: quickbench [matmul|conv|all|raw-threaded] [--reps N] [--threads N] \
+                     [--simd avx512|avx2|scalar] [--no-short] [--no-winograd]";
+
+/// Exits with status 2 and the usage after `msg`.
+fn usage_error(msg: &str) -> ! {
+    eprintln!("quickbench: {msg}\n{USAGE}");
+    std::process::exit(2)
+}
 
 fn main() {
     let mut what = "all".to_string();
     let mut reps = 5;
     let mut all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // TENSOR_SIMD first, so that a bad value is an error here; --simd overrides it.
+    if let Err(e) = tensor::simd::configure_from_env() {
+        usage_error(&e.to_string());
+    }
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> usize {
             match args.next().map(|v| v.parse::<usize>()) {
                 Some(Ok(v)) if v > 0 => v,
-                _ => {
-                    eprintln!("quickbench: {name} needs a positive integer\n{USAGE}");
-                    std::process::exit(2)
-                }
+                _ => usage_error(&format!("{name} needs a positive integer")),
             }
         };
         match arg.as_str() {
             "--reps" => reps = number("--reps"),
             "--threads" => all = number("--threads"),
+            "--simd" => {
+                let level = args.next().unwrap_or_default();
+                if let Err(e) = tensor::simd::Level::parse(&level).and_then(tensor::simd::set_level) {
+                    usage_error(&e.to_string());
+                }
+            }
             "--no-short" => tensor::gemm::short::set_enabled(false),
             "--no-winograd" => tensor::conv::set_winograd_enabled(false),
             "matmul" | "conv" | "all" | "raw-threaded" => what = arg,
@@ -154,14 +168,11 @@ fn main() {
                 println!("{USAGE}");
                 return;
             }
-            _ => {
-                eprintln!("quickbench: unknown argument {arg:?}\n{USAGE}");
-                std::process::exit(2);
-            }
+            _ => usage_error(&format!("unknown argument {arg:?}")),
         }
     }
     let kernel = if tensor::gemm::short::available() {
-        "short products on our AVX-512 kernel"
+        "short products on our own kernel"
     } else {
         "matrixmultiply only"
     };
@@ -170,7 +181,10 @@ fn main() {
     } else {
         "3x3 convolutions by im2col"
     };
-    println!("# quickbench: {all} threads available, median of {reps} runs, {kernel}, {conv}");
+    let simd = tensor::simd::level();
+    println!(
+        "# quickbench: SIMD level {simd}, {all} threads available, median of {reps} runs, {kernel}, {conv}"
+    );
     if what == "raw-threaded" {
         if !cfg!(feature = "mm-threading") {
             eprintln!("quickbench: raw-threaded needs `--features mm-threading`");

@@ -39,6 +39,9 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         Err(e) => return Err(Error::Usage(e.render().to_string().trim_end().to_string())),
     };
+    // A bad TENSOR_SIMD is a usage error here, before any work (the engine alone
+    // would only warn and ignore it).
+    tensor::simd::configure_from_env().map_err(|e| Error::usage(e.to_string()))?;
     if let Some(n) = cli.threads {
         // A second call in one process (tests) keeps the first pool; say so only
         // if it differs.

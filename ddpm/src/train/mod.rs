@@ -245,7 +245,7 @@ pub fn train(
         k => format!("{effective} ({k} micro-batches of {})", opts.batch),
     };
     report(Event::Line(format!(
-        "training {} ({} parameters) on {} images, batch {batch}, {} schedule, T = {}, predicting {}{}, {} threads",
+        "training {} ({} parameters) on {} images, batch {batch}, {} schedule, T = {}, predicting {}{}, {} threads, SIMD {}",
         contract.config.name,
         state.model.num_parameters(),
         data.len(),
@@ -253,7 +253,8 @@ pub fn train(
         contract.diffusion_steps,
         contract.objective.name(),
         opts.min_snr.map_or(String::new(), |g| format!(" (min-SNR gamma {g})")),
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        tensor::simd::level()
     )));
     if opts.resume {
         if !ckpt.exists() {

@@ -16,8 +16,7 @@
 //!   it by the weight, for any kernel, stride and padding;
 //! - Winograd's F(2x2, 3x3) (`conv/winograd.rs`): 2.25x fewer multiplications,
 //!   for 3x3 convolutions with stride 1, padding 1 and at least 4 channels in and
-//!   out, on CPUs with AVX-512 ([`winograd_available`]); [`set_winograd_enabled`]
-//!   turns it off.
+//!   out, at every SIMD level ([`crate::simd`]); [`set_winograd_enabled`] turns it off.
 //!
 //! # Work layout
 //!
@@ -39,26 +38,19 @@ use crate::reduce::sum_f64;
 use crate::tensor::Tensor;
 
 mod im2col;
-#[cfg(target_arch = "x86_64")]
 mod winograd;
 
 /// Turns the Winograd F(2x2, 3x3) path for 3x3 convolutions on or off for the
-/// whole process (it is on by default where the CPU has AVX-512), so that
-/// benchmarks and tests can compare it with im2col on the same layers.
+/// whole process (it is on by default), so that benchmarks and tests can compare
+/// it with im2col on the same layers.
 pub fn set_winograd_enabled(on: bool) {
-    #[cfg(target_arch = "x86_64")]
     winograd::set_enabled(on);
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = on;
 }
 
 /// Whether 3x3 convolutions (stride 1, padding 1, at least 4 channels in and out)
-/// take the Winograd path: it is enabled and the CPU has AVX-512.
+/// take the Winograd path: it is enabled.
 pub fn winograd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return winograd::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    winograd::available()
 }
 
 /// Stride and zero padding of a convolution, the same along both spatial axes.
@@ -264,7 +256,6 @@ fn bias_grad(g: &Geometry, dy: &[f32]) -> Vec<f32> {
 
 /// The forward pass on contiguous slices, by the path that applies.
 fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
     if winograd::applies(g) {
         return winograd::forward(g, x, w, bias);
     }
@@ -300,7 +291,6 @@ fn backward(
     dy: &[f32],
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    #[cfg(target_arch = "x86_64")]
     if winograd::applies(g) {
         return winograd::backward(g, x, w, dy, need_dx);
     }

@@ -10,6 +10,8 @@
 use proptest::prelude::*;
 use tensor::Tensor;
 
+pub mod conv;
+
 /// The row-major multi-index of flat position `i` in `shape`.
 pub fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     let mut idx = vec![0; shape.len()];
