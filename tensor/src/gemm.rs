@@ -18,8 +18,8 @@
 //! row and column strides swapped: [`MatRef::t`]. Nothing is copied.
 //!
 //! Short, wide products whose `B` and `C` have contiguous rows (the convolutions'
-//! products, im2col's and Winograd's) go to our own kernel in [`short`] on CPUs
-//! with AVX-512, which reads `B` in place instead of packing it; everything else
+//! products, im2col's and Winograd's) go to our own kernel in [`short`], at every
+//! SIMD level, which reads `B` in place instead of packing it; everything else
 //! goes to `matrixmultiply`.
 //!
 //! [`gemm`] runs on the calling thread. [`gemm_parallel`] splits C into column or

@@ -6,15 +6,16 @@
 //!   softmax ([`reduce`]).
 //! - `matmul` with batch broadcasting, passing strides so transposed views are
 //!   never copied ([`matmul`]), on a strided GEMM ([`gemm`]): `matrixmultiply`'s
-//!   `sgemm`, or an AVX-512 kernel of our own for short, wide products.
+//!   `sgemm`, or a kernel of our own for short, wide products.
 //! - `conv2d` forward and both gradients, parallel over the batch ([`conv`]), by
 //!   one of two algorithms: im2col + GEMM for any kernel, stride and padding, or
 //!   Winograd's F(2x2, 3x3) for 3x3 convolutions with stride 1 and padding 1 (at
-//!   least 4 channels in and out) on CPUs with AVX-512.
+//!   least 4 channels in and out).
 //! - Upsampling ([`resample`]), concat/split and index-select ([`join`]), group
 //!   norm ([`group_norm`]) and dropout masks ([`mask`]) as kernels; a
-//!   vectorisable `exp`, sigmoid and SiLU ([`math`]), and loops compiled for the
-//!   widest vectors the CPU has ([`simd`]).
+//!   vectorisable `exp`, sigmoid and SiLU ([`math`]), and the SIMD layer the
+//!   kernels are written over, with AVX-512, AVX2 + FMA and portable
+//!   implementations chosen at run time ([`simd`]).
 //! - [`splitmix64`], the mixing function of the engine's counter-based random
 //!   streams ([`rng`]), for other crates to reuse.
 //!
