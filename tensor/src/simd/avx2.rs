@@ -79,10 +79,6 @@ impl Vector for Avx2 {
         }
     }
     #[inline(always)]
-    fn is_full(self, m: __m256i) -> bool {
-        unsafe { _mm256_movemask_ps(_mm256_castsi256_ps(m)) == 0xff }
-    }
-    #[inline(always)]
     unsafe fn load(self, p: *const f32) -> __m256 {
         // SAFETY: the caller's contract covers the 8 floats read.
         unsafe { _mm256_loadu_ps(p) }

@@ -91,10 +91,6 @@ impl Vector for Avx512 {
         below(hi) & !below(lo)
     }
     #[inline(always)]
-    fn is_full(self, m: __mmask16) -> bool {
-        m == u16::MAX
-    }
-    #[inline(always)]
     unsafe fn load(self, p: *const f32) -> __m512 {
         // SAFETY: the caller's contract covers the 16 floats read.
         unsafe { _mm512_loadu_ps(p) }

@@ -76,9 +76,6 @@ pub trait Vector: Copy + Send + Sync + 'static {
     fn mul_add(self, a: Self::Reg, b: Self::Reg, c: Self::Reg) -> Self::Reg;
     /// The lanes `lo..hi` (empty when `hi <= lo`; both at most `LANES`).
     fn lanes(self, lo: usize, hi: usize) -> Self::Mask;
-    /// Whether `m` holds every lane (then [`Vector::load`] and [`Vector::store`] may replace
-    /// the masked forms).
-    fn is_full(self, m: Self::Mask) -> bool;
 
     /// `p[0..LANES]`.
     ///

@@ -53,10 +53,6 @@ impl Vector for Scalar {
         (lo.min(N), hi.min(N))
     }
     #[inline(always)]
-    fn is_full(self, (lo, hi): (usize, usize)) -> bool {
-        lo == 0 && hi == N
-    }
-    #[inline(always)]
     unsafe fn load(self, p: *const f32) -> F {
         // SAFETY: the caller's contract: p[0..4] is readable.
         unsafe { p.cast::<F>().read_unaligned() }
