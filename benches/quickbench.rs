@@ -6,6 +6,8 @@
 //! cargo run --release --bin quickbench -- conv --no-short   # matrixmultiply for every product
 //! cargo run --release --bin quickbench -- conv --no-winograd   # im2col for every convolution
 //! cargo run --release --bin quickbench -- conv --simd avx2      # a lower SIMD level (or TENSOR_SIMD=avx2)
+//! cargo run --release --bin quickbench -- step               # mnist-small training and sampling steps
+//! cargo run --release --bin quickbench -- step --config cifar10 --batch 8 --threads 1
 //! cargo run --release --features mm-threading --bin quickbench -- raw-threaded
 //! ```
 //!
@@ -16,18 +18,30 @@
 //! Winograd path does fewer multiplications than that count; its figure is the
 //! effective rate, the direct convolution's flops over the time taken.
 //!
+//! `step` times whole U-Net steps (`benches/unet_step.rs`): a training step as
+//! `ddpm train` runs it and a sampling step (one network evaluation under
+//! `no_grad`), seconds and images per second, then one more run of each with the
+//! per-op profiler on ([`autograd::profile`]) and its table: where the step's
+//! time goes. It runs on one process-wide pool of `--threads` threads (default
+//! all cores), since a model cannot move between threads.
+//!
 //! `raw-threaded` times bare `matrixmultiply::sgemm` with its own thread pool
 //! (`MATMUL_NUM_THREADS`, default all cores, at most 4): it needs the
 //! `mm-threading` feature, which turns that pool on for every sgemm call in the
 //! process, so it runs alone, in a build of its own.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use autograd::profile::Profile;
 
 use tensor::conv::{conv2d_backward, Conv2dParams};
 
 #[path = "common.rs"]
 mod common;
 use common::{random, raw_sgemm, MATMUL_SHAPES};
+#[path = "unet_step.rs"]
+mod unet_step;
+use unet_step::{SampleBench, TrainBench};
 
 /// Median seconds of `reps` runs of `f`, after one untimed warm-up run.
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -112,6 +126,64 @@ fn conv_table(all: usize, reps: usize) {
     }
 }
 
+/// `profile` (collected over `steps` steps) as a markdown table, one row per op
+/// kind with its calls, forward and backward milliseconds per step and its share
+/// of the profiled time, largest first, then the total.
+pub fn profile_table(profile: &Profile, steps: usize) -> String {
+    let per_step = |d: Duration| d.as_secs_f64() * 1e3 / steps as f64;
+    let total: Duration = profile.values().map(|l| l.total()).sum();
+    let mut lines: Vec<_> = profile.iter().collect();
+    lines.sort_by_key(|l| std::cmp::Reverse(l.1.total()));
+    let mut out =
+        String::from("| op | calls/step | forward ms | backward ms | share |\n|---|---|---|---|---|\n");
+    for (name, line) in lines {
+        out += &format!(
+            "| {name} | {} | {:.1} | {:.1} | {:.1}% |\n",
+            if line.calls == 0 {
+                "-".to_string()
+            } else {
+                (line.calls / steps as u64).to_string()
+            },
+            per_step(line.forward),
+            per_step(line.backward),
+            100.0 * line.total().as_secs_f64() / total.as_secs_f64().max(1e-12)
+        );
+    }
+    out += &format!("| total | | | | {:.1} ms/step |\n", per_step(total));
+    out
+}
+
+/// Seconds per step of `step` (median of `reps` after one warm-up), then its
+/// profile over `reps` more steps.
+fn timed_and_profiled(reps: usize, mut step: impl FnMut()) -> (f64, String) {
+    let secs = median_secs(reps, &mut step);
+    autograd::profile::start();
+    for _ in 0..reps {
+        step();
+    }
+    (secs, profile_table(&autograd::profile::finish(), reps))
+}
+
+fn step_table(config: &str, batch: usize, reps: usize) {
+    let threads = rayon::current_num_threads();
+    let mut train = TrainBench::new(config, batch);
+    let (train_secs, train_profile) = timed_and_profiled(reps, || {
+        train.step();
+    });
+    let sample = SampleBench::new(config, batch);
+    let (sample_secs, sample_profile) = timed_and_profiled(reps, || sample.step());
+    println!("\n## {config}, batch {batch}, {threads} threads\n");
+    println!("| step | s/step | images/s |\n|---|---|---|");
+    for (name, secs) in [
+        ("training", train_secs),
+        ("sampling (one network evaluation)", sample_secs),
+    ] {
+        println!("| {name} | {secs:.3} | {:.1} |", batch as f64 / secs);
+    }
+    println!("\n### where a training step's time goes ({reps} profiled steps)\n\n{train_profile}");
+    println!("### where a sampling step's time goes ({reps} profiled steps)\n\n{sample_profile}");
+}
+
 fn raw_threaded_table(reps: usize) {
     let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "all cores (max 4)".into());
     println!("\n## raw matrixmultiply::sgemm with its own pool (MATMUL_NUM_THREADS = {threads})\n");
@@ -127,8 +199,8 @@ fn raw_threaded_table(reps: usize) {
     }
 }
 
-const USAGE: &str = "usage: quickbench [matmul|conv|all|raw-threaded] [--reps N] [--threads N] \
-                     [--simd avx512|avx2|scalar] [--no-short] [--no-winograd]";
+const USAGE: &str = "usage: quickbench [matmul|conv|all|step|raw-threaded] [--reps N] [--threads N] \
+                     [--simd avx512|avx2|scalar] [--no-short] [--no-winograd] [--config NAME] [--batch N]";
 
 /// Exits with status 2 and the usage after `msg`.
 fn usage_error(msg: &str) -> ! {
@@ -140,6 +212,7 @@ fn main() {
     let mut what = "all".to_string();
     let mut reps = 5;
     let mut all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (mut config, mut batch) = ("mnist-small".to_string(), 64);
     // TENSOR_SIMD first, so that a bad value is an error here; --simd overrides it.
     if let Err(e) = tensor::simd::configure_from_env() {
         usage_error(&e.to_string());
@@ -161,9 +234,16 @@ fn main() {
                     usage_error(&e.to_string());
                 }
             }
+            "--batch" => batch = number("--batch"),
+            "--config" => {
+                config = args.next().unwrap_or_default();
+                if let Err(e) = ddpm::config::UNetConfig::named(&config) {
+                    usage_error(&e);
+                }
+            }
             "--no-short" => tensor::gemm::short::set_enabled(false),
             "--no-winograd" => tensor::conv::set_winograd_enabled(false),
-            "matmul" | "conv" | "all" | "raw-threaded" => what = arg,
+            "matmul" | "conv" | "all" | "step" | "raw-threaded" => what = arg,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -204,5 +284,11 @@ fn main() {
     }
     if what == "conv" || what == "all" {
         conv_table(all, reps);
+    }
+    if what == "step" {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(all).build_global() {
+            usage_error(&format!("cannot start {all} threads: {e}"));
+        }
+        step_table(&config, batch, reps);
     }
 }

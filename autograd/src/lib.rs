@@ -5,6 +5,7 @@
 //!   reverse. Start there: it is the whole algorithm.
 //! - `ops`: every differentiable op, its backward rule beside its forward, with
 //!   the maths in a comment.
+//! - [`profile`]: an optional per-op stopwatch (forward and backward time per op kind).
 //! - [`gradcheck`]: a finite-difference checker that the tests run on every op.
 //!
 //! ```
@@ -19,6 +20,7 @@
 
 pub mod gradcheck;
 mod ops;
+pub mod profile;
 pub mod tape;
 mod var;
 

@@ -35,8 +35,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::time::Instant;
 
 use tensor::{Result, Tensor, TensorError};
+
+use crate::profile;
 
 /// Identifies a value that gradients can flow to. Ids are never reused.
 pub type NodeId = u64;
@@ -186,7 +189,10 @@ pub(crate) fn backward_from(root: NodeId, root_leaf: Option<&GradCell>, seed: Te
         let Some(g) = grads.remove(&entry.output) else {
             continue;
         };
+        let started = Instant::now();
         let input_grads = (entry.backward)(&g)?;
+        profile::add_backward(entry.op, started.elapsed());
+        let started = Instant::now();
         if input_grads.len() != entry.inputs.len() {
             return Err(TensorError::InvalidArgument {
                 op: "backward",
@@ -218,6 +224,8 @@ pub(crate) fn backward_from(root: NodeId, root_leaf: Option<&GradCell>, seed: Te
                 }
             }
         }
+        profile::add_backward(profile::ACCUMULATE, started.elapsed());
     }
+    profile::reset_clock();
     Ok(())
 }

@@ -70,6 +70,7 @@ impl Var {
         inputs: &[&Var],
         backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + 'static,
     ) -> Var {
+        crate::profile::lap(op);
         if !tape::is_recording() || !inputs.iter().any(|v| v.requires_grad()) {
             return Var::constant(value);
         }

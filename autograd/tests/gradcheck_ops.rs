@@ -142,7 +142,8 @@ proptest! {
         let x = random(&[b, c, hw, hw], seed).mul_scalar(3.0);
         let gamma = random(&[c], seed + 1);
         let beta = random(&[c], seed + 2);
-        check(|v| v[0].group_norm(groups, &v[1], &v[2], 1e-5), &[x, gamma, beta]);
+        check(|v| v[0].group_norm(groups, &v[1], &v[2], 1e-5), &[x.clone(), gamma.clone(), beta.clone()]);
+        check(|v| v[0].group_norm_silu(groups, &v[1], &v[2], 1e-5), &[x, gamma, beta]);
     }
 
     #[test]
@@ -187,7 +188,8 @@ fn dropout_backward_uses_the_forward_mask() {
 
 #[test]
 fn composite_conv_net() {
-    // conv -> group norm -> silu -> conv (stride 2) -> mean: a small block of the U-Net.
+    // conv -> group norm -> silu -> conv (stride 2) -> fused group norm + silu -> mean:
+    // a small block of the U-Net.
     let p1 = Conv2dParams {
         stride: 1,
         padding: 1,
@@ -199,7 +201,8 @@ fn composite_conv_net() {
     let net = |v: &[Var]| -> Result<Var> {
         let h = v[0].conv2d(&v[1], Some(&v[2]), p1)?;
         let h = h.group_norm(2, &v[3], &v[4], 1e-5)?.silu();
-        h.conv2d(&v[5], None, p2)?.mean(&[2, 3], false)
+        let h = h.conv2d(&v[5], None, p2)?;
+        h.group_norm_silu(1, &v[6], &v[7], 1e-5)?.mean(&[2, 3], false)
     };
     let inputs = [
         random(&[2, 2, 5, 5], 1),
@@ -208,6 +211,8 @@ fn composite_conv_net() {
         random(&[4], 4),
         random(&[4], 5),
         random(&[3, 4, 3, 3], 6),
+        random(&[3], 7),
+        random(&[3], 8),
     ];
     check(net, &inputs);
 }

@@ -124,6 +124,7 @@ pub fn loss_at(
     labels: Option<&[usize]>,
 ) -> Result<Var> {
     let x_t = q_sample(schedule, x0, t, eps)?;
+    autograd::profile::lap("(q_sample)");
     let out = model.forward(&Var::constant(x_t.clone()), t, labels)?;
     match split_output(&out, model.config.learn_sigma)? {
         (prediction, None) => {

@@ -87,13 +87,13 @@ impl ResBlock {
 
     /// `skip(x) + conv2(dropout(act(norm2(conv1(act(norm1(x))) + temb_proj(act(temb))))))`.
     fn forward(&self, x: &Var, temb_act: &Var) -> Result<Var> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu())?;
+        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         let t = self.temb_proj.forward(temb_act)?;
         let (b, c) = (t.shape()[0], t.shape()[1]);
         let h = h.add(&t.reshape(&[b, c, 1, 1])?)?;
         let h = self
             .conv2
-            .forward(&self.dropout.forward(&self.norm2.forward(&h)?.silu())?)?;
+            .forward(&self.dropout.forward(&self.norm2.forward_silu(&h)?)?)?;
         let skip = match &self.nin_shortcut {
             Some(nin) => nin.forward(x)?,
             None => x.clone(),
@@ -297,7 +297,7 @@ impl UNet {
                 h = conv.forward(&h.upsample_nearest2d(2)?)?;
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu())
+        self.conv_out.forward(&self.norm_out.forward_silu(&h)?)
     }
 
     /// Every dropout layer, in a fixed order (to reseed them each step).

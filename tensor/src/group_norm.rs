@@ -27,13 +27,27 @@
 //! `rstd`; `d mean / dx = 1 / N` and `d rstd / dx = -rstd^3 (x - mean) / N`.)
 //! Both kernels run in parallel over images; backward sums each image's partial
 //! `dgamma`, `dbeta` at the end.
+//!
+//! **Fused activation.** In the U-Net nearly every group norm feeds a SiLU, so the
+//! kernels can apply one ([`Activation`]) on the way out: forward writes
+//! `silu(z)` with `z = xhat * gamma + beta` instead of `z`, and backward first
+//! turns `dy` into `dz = dy * silu'(z)`, recomputing `z` from `x` and the saved
+//! statistics, then runs the group-norm backward above on `dz`. That saves the
+//! activation's own pass over memory each way and the tensor it would keep for
+//! its backward. Per group, backward is two passes: the first computes `dz` into
+//! the `dx` buffer while summing `dz * xhat` and `dz`, the second turns it into
+//! `dx` in place (the group, a few thousand floats, is still in cache).
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
 use crate::error::{invalid, Result, TensorError};
+use crate::math;
 use crate::reduce::{sum_f64, sum_map_f64, BLOCK, LANES};
 use crate::simd;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
+use crate::uninit::{assume_written, filled_by};
 
 /// The per-`(b, g)` statistics of a forward pass that the backward pass needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +56,51 @@ pub struct GroupNormSaved {
     pub mean: Vec<f32>,
     /// `1 / sqrt(var + eps)` of each group, indexed `b * groups + g`.
     pub rstd: Vec<f32>,
+}
+
+/// The activation a group-norm kernel applies to its output `z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `y = z`: plain group norm.
+    Identity,
+    /// `y = silu(z) = z sigmoid(z)`.
+    Silu,
+}
+
+/// An [`Activation`] as a type, so each kernel is compiled (and vectorised) for it.
+trait Act: Copy + Send + Sync {
+    /// `y = f(z)`.
+    fn f(z: f32) -> f32;
+    /// `dz = dy f'(z)`.
+    fn back(z: f32, dy: f32) -> f32;
+}
+
+#[derive(Clone, Copy)]
+struct Identity;
+
+impl Act for Identity {
+    #[inline(always)]
+    fn f(z: f32) -> f32 {
+        z
+    }
+    #[inline(always)]
+    fn back(_: f32, dy: f32) -> f32 {
+        dy
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Silu;
+
+impl Act for Silu {
+    #[inline(always)]
+    fn f(z: f32) -> f32 {
+        math::silu(z)
+    }
+    #[inline(always)]
+    fn back(z: f32, dy: f32) -> f32 {
+        dy * math::silu_grad(z)
+    }
 }
 
 /// The sizes a group-norm call works with, after validation.
@@ -101,41 +160,68 @@ impl Dims {
     }
 }
 
-/// Normalises one image in place of `y`, returning `(mean, rstd)` of each group.
+/// Normalises one image into `y` (then applies `A`), returning `(mean, rstd)`
+/// of each group. Writes every slot of `y`.
 #[inline(always)]
-fn forward_image(
+fn forward_image<A: Act>(
     x: &[f32],
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     d: Dims,
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
 ) -> Vec<(f32, f32)> {
     let n = d.cg * d.hw;
-    x.chunks(n)
-        .zip(y.chunks_mut(n))
-        .enumerate()
-        .map(|(g, (xg, yg))| {
-            let mean = (sum_f64(xg) / n as f64) as f32;
-            let var = sum_map_f64(xg, |v| (v - mean) * (v - mean)) / n as f64;
-            let rstd = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
-            for (k, (xc, yc)) in xg.chunks(d.hw).zip(yg.chunks_mut(d.hw)).enumerate() {
-                let c = g * d.cg + k;
-                let scale = rstd * gamma[c];
-                let shift = beta[c] - mean * scale;
-                for (o, &v) in yc.iter_mut().zip(xc) {
-                    *o = v * scale + shift;
-                }
+    // A `for` loop, not `map(..).collect()`: the closure of an iterator adapter
+    // is compiled as a function of its own, outside the SIMD level's target
+    // features, and its `exp` would not vectorise.
+    let mut stats = Vec::with_capacity(d.c / d.cg);
+    for (g, (xg, yg)) in x.chunks(n).zip(y.chunks_mut(n)).enumerate() {
+        let mean = (sum_f64(xg) / n as f64) as f32;
+        let var = sum_map_f64(xg, |v| (v - mean) * (v - mean)) / n as f64;
+        let rstd = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
+        for (k, (xc, yc)) in xg.chunks(d.hw).zip(yg.chunks_mut(d.hw)).enumerate() {
+            let c = g * d.cg + k;
+            let scale = rstd * gamma[c];
+            let shift = beta[c] - mean * scale;
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                o.write(A::f(v * scale + shift));
             }
-            (mean, rstd)
-        })
-        .collect()
+        }
+        stats.push((mean, rstd));
+    }
+    stats
 }
 
 /// Normalises `x` (`[B, C, ...]`) over `groups` groups of channels, then scales
 /// and shifts each channel by `gamma`, `beta` (both `[C]`). Returns the output and
 /// the statistics that [`group_norm_backward`] needs.
 pub fn group_norm_forward(
+    x: &Tensor,
+    groups: usize,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, GroupNormSaved)> {
+    group_norm_act_forward(x, groups, gamma, beta, eps, Activation::Identity)
+}
+
+/// [`group_norm_forward`] followed by `act`, in one pass: `y = act(z)`.
+pub fn group_norm_act_forward(
+    x: &Tensor,
+    groups: usize,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+    act: Activation,
+) -> Result<(Tensor, GroupNormSaved)> {
+    match act {
+        Activation::Identity => forward::<Identity>(x, groups, gamma, beta, eps),
+        Activation::Silu => forward::<Silu>(x, groups, gamma, beta, eps),
+    }
+}
+
+fn forward<A: Act>(
     x: &Tensor,
     groups: usize,
     gamma: &Tensor,
@@ -149,18 +235,23 @@ pub fn group_norm_forward(
         gamma.as_slice().unwrap_or_default(),
         beta.as_slice().unwrap_or_default(),
     );
-    let mut out = vec![0.0; xs.len()];
-    let stats: Vec<Vec<(f32, f32)>> = out
-        .par_chunks_mut(d.image())
-        .zip(xs.par_chunks(d.image()))
-        .with_min_len(d.min_images_per_task())
-        .map(|(y, xi)| {
-            simd::widest(
-                #[inline(always)]
-                || forward_image(xi, y, d, gs, bs, eps),
-            )
-        })
-        .collect();
+    let mut stats: Vec<Vec<(f32, f32)>> = Vec::new();
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        stats = out
+            .par_chunks_mut(d.image())
+            .zip(xs.par_chunks(d.image()))
+            .with_min_len(d.min_images_per_task())
+            .map(|(y, xi)| {
+                simd::widest(
+                    #[inline(always)]
+                    || forward_image::<A>(xi, y, d, gs, bs, eps),
+                )
+            })
+            .collect();
+    };
+    // SAFETY: the images cut `out` into whole images, each cut into whole groups,
+    // and `forward_image` writes every slot of each group.
+    let out = unsafe { filled_by(xs.len(), fill) };
     let (mean, rstd) = stats.into_iter().flatten().unzip();
     Ok((
         Tensor::from_contiguous(out, x.shape()),
@@ -168,50 +259,77 @@ pub fn group_norm_forward(
     ))
 }
 
-/// `(sum(dy * xhat), sum(dy))` over one channel, with `xhat = (x - mean) * rstd`.
+/// The first backward pass over one channel: `dz = A::back(z, dy)` into `dz`
+/// (every slot written), with `z = x * scale + shift` as forward computed it;
+/// then, while the channel is in cache, `(sum(dz * xhat), sum(dz))` with
+/// `xhat = (x - mean) * rstd`. (Two plain loops vectorise; one loop doing both
+/// does not.)
 #[inline(always)]
-fn channel_sums(dy: &[f32], x: &[f32], mean: f32, rstd: f32) -> (f64, f64) {
-    let (mut s_dyx, mut s_dy) = (0.0f64, 0.0f64);
-    for (dyb, xb) in dy.chunks(BLOCK).zip(x.chunks(BLOCK)) {
+fn channel_pass<A: Act>(
+    dy: &[f32],
+    x: &[f32],
+    dz: &mut [MaybeUninit<f32>],
+    (mean, rstd): (f32, f32),
+    (scale, shift): (f32, f32),
+) -> (f64, f64) {
+    for ((o, &g), &v) in dz.iter_mut().zip(dy).zip(x) {
+        o.write(A::back(v * scale + shift, g));
+    }
+    // SAFETY: the loop above wrote every slot of `dz` (`dy` and `x` are as long).
+    let dz = unsafe { assume_written(dz) };
+    channel_sums(dz, x, mean, rstd)
+}
+
+/// `(sum(dz * xhat), sum(dz))` over one channel, with `xhat = (x - mean) * rstd`.
+#[inline(always)]
+fn channel_sums(dz: &[f32], x: &[f32], mean: f32, rstd: f32) -> (f64, f64) {
+    let (mut s_dzx, mut s_dz) = (0.0f64, 0.0f64);
+    for (dzb, xb) in dz.chunks(BLOCK).zip(x.chunks(BLOCK)) {
         let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let (dyc, xc) = (dyb.chunks_exact(LANES), xb.chunks_exact(LANES));
-        for (&g, &v) in dyc.remainder().iter().zip(xc.remainder()) {
+        let (dzc, xc) = (dzb.chunks_exact(LANES), xb.chunks_exact(LANES));
+        for (&g, &v) in dzc.remainder().iter().zip(xc.remainder()) {
             a[0] += g * (v - mean) * rstd;
             b[0] += g;
         }
-        for (gs, vs) in dyc.zip(xc) {
+        for (gs, vs) in dzc.zip(xc) {
             for l in 0..LANES {
                 a[l] += gs[l] * (vs[l] - mean) * rstd;
                 b[l] += gs[l];
             }
         }
-        s_dyx += a.iter().map(|&v| f64::from(v)).sum::<f64>();
-        s_dy += b.iter().map(|&v| f64::from(v)).sum::<f64>();
+        s_dzx += a.iter().map(|&v| f64::from(v)).sum::<f64>();
+        s_dz += b.iter().map(|&v| f64::from(v)).sum::<f64>();
     }
-    (s_dyx, s_dy)
+    (s_dzx, s_dz)
 }
 
-/// The backward pass of one image: writes `dx` and returns this image's
-/// `(dgamma[c], dbeta[c])` for every channel.
+/// The backward pass of one image: writes every slot of `dx` and returns this
+/// image's `(dgamma[c], dbeta[c])` for every channel. `beta` is needed only to
+/// recompute `z` for an activation (`None`: zero, which `Identity` ignores).
 #[inline(always)]
-fn backward_image(
+fn backward_image<A: Act>(
     dy: &[f32],
     x: &[f32],
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
     d: Dims,
     stats: (&[f32], &[f32]),
-    gamma: &[f32],
+    (gamma, beta): (&[f32], Option<&[f32]>),
 ) -> Vec<(f64, f64)> {
     let n = d.cg * d.hw;
     let mut partial = Vec::with_capacity(d.c);
     for (g, ((dyg, xg), dxg)) in dy.chunks(n).zip(x.chunks(n)).zip(dx.chunks_mut(n)).enumerate() {
         let (mean, rstd) = (stats.0[g], stats.1[g]);
         let first = partial.len();
-        partial.extend(
-            dyg.chunks(d.hw)
-                .zip(xg.chunks(d.hw))
-                .map(|(dyc, xc)| channel_sums(dyc, xc, mean, rstd)),
-        );
+        let channels = dyg.chunks(d.hw).zip(xg.chunks(d.hw)).zip(dxg.chunks_mut(d.hw));
+        for (k, ((dyc, xc), dzc)) in channels.enumerate() {
+            let c = g * d.cg + k;
+            let scale = rstd * gamma[c];
+            let shift = beta.map_or(0.0, |b| b[c]) - mean * scale;
+            partial.push(channel_pass::<A>(dyc, xc, dzc, (mean, rstd), (scale, shift)));
+        }
+        // SAFETY: the channels cut the group into whole runs of `hw`, and
+        // `channel_pass` wrote every slot of each.
+        let dxg = unsafe { assume_written(dxg) };
         let group = &partial[first..];
         let gam = &gamma[g * d.cg..(g + 1) * d.cg];
         let mean_dxhat_xhat = group
@@ -227,16 +345,11 @@ fn backward_image(
             .sum::<f64>()
             / n as f64;
         let (a, b) = (mean_dxhat as f32, mean_dxhat_xhat as f32);
-        for (k, ((dyc, xc), dxc)) in dyg
-            .chunks(d.hw)
-            .zip(xg.chunks(d.hw))
-            .zip(dxg.chunks_mut(d.hw))
-            .enumerate()
-        {
+        for (k, (xc, dxc)) in xg.chunks(d.hw).zip(dxg.chunks_mut(d.hw)).enumerate() {
             let w = gam[k];
-            for ((o, &gy), &v) in dxc.iter_mut().zip(dyc).zip(xc) {
+            for (o, &v) in dxc.iter_mut().zip(xc) {
                 let xhat = (v - mean) * rstd;
-                *o = rstd * (gy * w - a - xhat * b);
+                *o = rstd * (*o * w - a - xhat * b);
             }
         }
     }
@@ -252,8 +365,40 @@ pub fn group_norm_backward(
     groups: usize,
     gamma: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    backward::<Identity>(grad_out, x, saved, groups, gamma, None)
+}
+
+/// The gradients of [`group_norm_act_forward`] with `act`: `(dx, dgamma, dbeta)`.
+/// `beta` is the forward's (an activation's derivative needs `z`).
+pub fn group_norm_act_backward(
+    grad_out: &Tensor,
+    x: &Tensor,
+    saved: &GroupNormSaved,
+    groups: usize,
+    (gamma, beta): (&Tensor, &Tensor),
+    act: Activation,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    match act {
+        Activation::Identity => backward::<Identity>(grad_out, x, saved, groups, gamma, None),
+        Activation::Silu => backward::<Silu>(grad_out, x, saved, groups, gamma, Some(beta)),
+    }
+}
+
+fn backward<A: Act>(
+    grad_out: &Tensor,
+    x: &Tensor,
+    saved: &GroupNormSaved,
+    groups: usize,
+    gamma: &Tensor,
+    beta: Option<&Tensor>,
+) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "group_norm_backward";
-    let d = Dims::new(OP, x, groups, &[gamma])?;
+    let d = Dims::new(
+        OP,
+        x,
+        groups,
+        &[gamma].into_iter().chain(beta).collect::<Vec<_>>(),
+    )?;
     if grad_out.shape() != x.shape() {
         return Err(TensorError::ShapeMismatch {
             op: OP,
@@ -274,24 +419,31 @@ pub fn group_norm_backward(
         ));
     }
     let (dy, x, gamma) = (grad_out.contiguous(), x.contiguous(), gamma.contiguous());
+    let beta = beta.map(Tensor::contiguous);
     let (dys, xs, gs) = (
         dy.as_slice().unwrap_or_default(),
         x.as_slice().unwrap_or_default(),
         gamma.as_slice().unwrap_or_default(),
     );
-    let mut dx = vec![0.0; xs.len()];
-    let partials: Vec<Vec<(f64, f64)>> = dx
-        .par_chunks_mut(d.image())
-        .zip(dys.par_chunks(d.image()).zip(xs.par_chunks(d.image())))
-        .zip(saved.mean.par_chunks(groups).zip(saved.rstd.par_chunks(groups)))
-        .with_min_len(d.min_images_per_task())
-        .map(|((dxi, (dyi, xi)), stats)| {
-            simd::widest(
-                #[inline(always)]
-                || backward_image(dyi, xi, dxi, d, stats, gs),
-            )
-        })
-        .collect();
+    let bs = beta.as_ref().map(|b| b.as_slice().unwrap_or_default());
+    let mut partials: Vec<Vec<(f64, f64)>> = Vec::new();
+    let fill = |dx: &mut [MaybeUninit<f32>]| {
+        partials = dx
+            .par_chunks_mut(d.image())
+            .zip(dys.par_chunks(d.image()).zip(xs.par_chunks(d.image())))
+            .zip(saved.mean.par_chunks(groups).zip(saved.rstd.par_chunks(groups)))
+            .with_min_len(d.min_images_per_task())
+            .map(|((dxi, (dyi, xi)), stats)| {
+                simd::widest(
+                    #[inline(always)]
+                    || backward_image::<A>(dyi, xi, dxi, d, stats, (gs, bs)),
+                )
+            })
+            .collect();
+    };
+    // SAFETY: the images cut `dx` into whole images, each cut into whole groups,
+    // and `backward_image` writes every slot of each group.
+    let dx = unsafe { filled_by(xs.len(), fill) };
     let mut sums = vec![(0.0f64, 0.0f64); d.c];
     for image in &partials {
         for (s, p) in sums.iter_mut().zip(image) {

@@ -38,6 +38,7 @@ pub mod rng;
 pub mod simd;
 mod strided;
 mod tensor;
+mod uninit;
 
 pub use error::{Result, TensorError};
 pub use layout::{broadcast_shapes, checked_numel, contiguous_strides, Layout};

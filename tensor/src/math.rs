@@ -64,6 +64,13 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
+/// The derivative of SiLU: `s (1 + x (1 - s))` with `s = sigmoid(x)`.
+#[inline(always)]
+pub fn silu_grad(x: f32) -> f32 {
+    let s = sigmoid(x);
+    s * (1.0 + x * (1.0 - s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +110,8 @@ mod tests {
             let s = 1.0 / (1.0 + (-(x as f64)).exp());
             assert!((sigmoid(x) as f64 - s).abs() < 1e-6, "sigmoid({x})");
             assert!((silu(x) as f64 - x as f64 * s).abs() < 1e-5 * (1.0 + x.abs() as f64));
+            let d = s * (1.0 + x as f64 * (1.0 - s));
+            assert!((silu_grad(x) as f64 - d).abs() < 1e-6, "silu_grad({x})");
         }
     }
 }

@@ -1,13 +1,17 @@
 //! Group norm against a naive `f64` version: forward over random `[B, C, ...]`
 //! shapes, group counts and (non-contiguous) inputs; backward against the naive
 //! formula; and the naive formula and the kernel against central finite
-//! differences of `L = sum(y * r)` on tiny cases. Plus large inputs and errors.
+//! differences of `L = sum(y * r)` on tiny cases. Plus large inputs and errors,
+//! and the kernels fused with SiLU against the composition of group norm and
+//! SiLU (naive `f64`, finite differences, and the unfused `f32` ops).
 
 mod naive;
 
 use naive::{assert_close, case_of, Nd};
 use proptest::prelude::*;
-use tensor::group_norm::{group_norm_backward, group_norm_forward};
+use tensor::group_norm::{
+    group_norm_act_backward, group_norm_act_forward, group_norm_backward, group_norm_forward, Activation,
+};
 use tensor::Tensor;
 
 const EPS: f32 = 1e-5;
@@ -161,6 +165,70 @@ fn check_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]): &C
     assert_close(&dbeta.to_vec(), &want_dbeta, f64::max(1e-5, sum_tol), "dbeta");
 }
 
+fn silu(z: f64) -> f64 {
+    z / (1.0 + (-z).exp())
+}
+
+fn silu_grad(z: f64) -> f64 {
+    let s = 1.0 / (1.0 + (-z).exp());
+    s * (1.0 + z * (1.0 - s))
+}
+
+/// The fused SiLU kernels on a case against the naive composition: `silu` of the
+/// naive forward, and the naive backward of `dz = dy silu'(z)`.
+fn check_silu_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]): &Case) {
+    let (y, saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu).unwrap();
+    let z = naive_forward(*d, &nx.data, &ng.data, &nb.data);
+    let want_y: Vec<f64> = z.iter().map(|&z| silu(z)).collect();
+    assert_close(&y.to_vec(), &want_y, 1e-4, "silu forward");
+    let dz: Vec<f64> = ndy.data.iter().zip(&z).map(|(g, &z)| g * silu_grad(z)).collect();
+    let (dx, dgamma, dbeta) =
+        group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), Activation::Silu).unwrap();
+    let (want_dx, want_dgamma, want_dbeta) = naive_backward(*d, &dz, &nx.data, &ng.data);
+    let scale = saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64;
+    assert_close(&dx.to_vec(), &want_dx, 2e-4 * scale, "silu dx");
+    let sum_tol = 2.0 * f64::from(f32::EPSILON) * (d.b * d.hw) as f64;
+    assert_close(
+        &dgamma.to_vec(),
+        &want_dgamma,
+        f64::max(2e-4, 8.0 * sum_tol),
+        "silu dgamma",
+    );
+    assert_close(
+        &dbeta.to_vec(),
+        &want_dbeta,
+        f64::max(2e-5, 2.0 * sum_tol),
+        "silu dbeta",
+    );
+}
+
+/// The fused kernels against the unfused `f32` ops: forward bit for bit (the
+/// same arithmetic in the same order), backward to rounding.
+fn check_silu_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]): &Case) {
+    let (z, saved) = group_norm_forward(x, d.g, gamma, beta, EPS).unwrap();
+    let (y, fused_saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu).unwrap();
+    assert_eq!(
+        y.to_vec(),
+        z.silu().to_vec(),
+        "fused forward is silu(group_norm(x)) exactly"
+    );
+    assert_eq!(fused_saved, saved);
+    let dz = dy
+        .zip_map(&z, "silu backward", |g, z| g * tensor::math::silu_grad(z))
+        .unwrap();
+    let unfused = group_norm_backward(&dz, x, &saved, d.g, gamma).unwrap();
+    let fused = group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), Activation::Silu).unwrap();
+    let scale = saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64;
+    for (name, a, b, tol) in [
+        ("dx", &fused.0, &unfused.0, 1e-5 * scale),
+        ("dgamma", &fused.1, &unfused.1, 1e-4),
+        ("dbeta", &fused.2, &unfused.2, 1e-4),
+    ] {
+        let want: Vec<f64> = b.to_vec().iter().map(|&v| f64::from(v)).collect();
+        assert_close(&a.to_vec(), &want, tol, name);
+    }
+}
+
 /// `L = sum(y * r)` of the naive forward.
 fn loss(d: Dims, x: &[f64], gamma: &[f64], beta: &[f64], r: &[f64]) -> f64 {
     naive_forward(d, x, gamma, beta)
@@ -217,6 +285,47 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn silu_kernels_match_the_naive_composition(case in gn_case(3, 3, 3, 4)) {
+        check_silu_against_naive(&case);
+        check_silu_against_unfused(&case);
+    }
+
+    #[test]
+    fn silu_gradients_match_finite_differences(case in gn_case(2, 2, 2, 3)) {
+        let (d, _, [(x, nx), (gamma, ng), (beta, nb), (r, nr)]) = &case;
+        let p = [nx.data.clone(), ng.data.clone(), nb.data.clone()];
+        let h = 1e-5;
+        let loss = |q: &[Vec<f64>; 3]| -> f64 {
+            let z = naive_forward(*d, &q[0], &q[1], &q[2]);
+            z.iter().zip(&nr.data).map(|(&z, r)| silu(z) * r).sum()
+        };
+        let numeric: Vec<Vec<f64>> = (0..3)
+            .map(|w| {
+                (0..p[w].len())
+                    .map(|i| {
+                        let mut q = p.clone();
+                        q[w][i] += h;
+                        let up = loss(&q);
+                        q[w][i] -= 2.0 * h;
+                        (up - loss(&q)) / (2.0 * h)
+                    })
+                    .collect()
+            })
+            .collect();
+        let (_, saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu).unwrap();
+        let (dx, dgamma, dbeta) =
+            group_norm_act_backward(r, x, &saved, d.g, (gamma, beta), Activation::Silu).unwrap();
+        let scale = saved.rstd.iter().fold(1.0f32, |m, &v| m.max(v)) as f64;
+        assert_close(&dx.to_vec(), &numeric[0], 1e-3 * scale, "silu dx vs finite differences");
+        assert_close(&dgamma.to_vec(), &numeric[1], 1e-3, "silu dgamma vs finite differences");
+        assert_close(&dbeta.to_vec(), &numeric[2], 1e-3, "silu dbeta vs finite differences");
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(2))]
 
     #[test]
@@ -227,7 +336,9 @@ proptest! {
         dy in case_of(vec![6, 16, 24, 24], 1.0),
     ) {
         let d = Dims { b: 6, g: 4, cg: 4, hw: 576 };
-        check_against_naive(&(d, vec![24, 24], [x, gamma, beta, dy]));
+        let case = (d, vec![24, 24], [x, gamma, beta, dy]);
+        check_against_naive(&case);
+        check_silu_against_naive(&case);
     }
 }
 
@@ -261,6 +372,9 @@ fn bad_arguments_are_errors_that_name_the_op() {
     );
     assert_err(group_norm_backward(&x, &x, &saved, 2, &g6), B);
     assert_err(group_norm_backward(&x, &x, &saved, 3, &g4), B);
+    let silu = Activation::Silu;
+    assert_err(group_norm_act_forward(&x, 4, &g6, &g6, EPS, silu), F);
+    assert_err(group_norm_act_backward(&x, &x, &saved, 3, (&g6, &g4), silu), B);
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use tensor::conv::{conv2d_backward, set_winograd_enabled, Conv2dParams};
 use tensor::gemm::{gemm, MatMut, MatRef};
-use tensor::group_norm::{group_norm_backward, group_norm_forward};
+use tensor::group_norm::{
+    group_norm_act_backward, group_norm_act_forward, group_norm_backward, group_norm_forward, Activation,
+};
 use tensor::simd::{self, Level};
 use tensor::Tensor;
 
@@ -305,6 +307,22 @@ fn group_norm_matches_naive_loops_at_every_level() {
             (got - directional).abs() < 1e-3 * (1.0 + directional.abs()),
             "{level}: <dx, r> {got} vs {directional}"
         );
+        // Fused with SiLU: the forward is the composition exactly, the backward the
+        // composition's to rounding.
+        let silu = Activation::Silu;
+        let (fused, _) = group_norm_act_forward(&x, groups, &gamma, &beta, 1e-5, silu).unwrap();
+        assert_eq!(fused.to_vec(), y.silu().to_vec(), "{level}: fused forward");
+        let dz = dy
+            .zip_map(&y, "silu", |g, z| g * tensor::math::silu_grad(z))
+            .unwrap();
+        let (want_dx, _, _) = group_norm_backward(&dz, &x, &saved, groups, &gamma).unwrap();
+        let (dx, _, _) = group_norm_act_backward(&dy, &x, &saved, groups, (&gamma, &beta), silu).unwrap();
+        for (i, (&a, &w)) in dx.to_vec().iter().zip(&want_dx.to_vec()).enumerate() {
+            assert!(
+                (a - w).abs() < 1e-5 * (1.0 + w.abs()),
+                "{level}: fused dx[{i}]: {a} vs {w}"
+            );
+        }
     });
 }
 

@@ -8,8 +8,16 @@
 //! dgamma = sum over images and pixels of g * xhat
 //! dbeta  = sum over images and pixels of g
 //! ```
+//!
+//! Fused with SiLU (`y = silu(z)`, `z = xhat * gamma + beta`), the rule first
+//! turns `g` into `g_z = g * silu'(z)` (`silu'(z) = s (1 + z (1 - s))`, `s =
+//! sigmoid(z)`, `z` recomputed from `x` and the saved statistics) and then is the
+//! rule above with `g_z` for `g`. The tape keeps `x`, the parameters and the
+//! statistics: not the normalised tensor an unfused SiLU would keep.
 
-use tensor::group_norm::{group_norm_backward, group_norm_forward};
+use tensor::group_norm::{
+    group_norm_act_backward, group_norm_act_forward, group_norm_backward, group_norm_forward, Activation,
+};
 use tensor::Result;
 
 use crate::Var;
@@ -23,5 +31,21 @@ impl Var {
             let (dx, dgamma, dbeta) = group_norm_backward(g, &x, &saved, groups, &gm)?;
             Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
         }))
+    }
+
+    /// `silu(group_norm(self))` as one op: one pass forward, one rule backward.
+    pub fn group_norm_silu(&self, groups: usize, gamma: &Var, beta: &Var, eps: f32) -> Result<Var> {
+        let act = Activation::Silu;
+        let (y, saved) = group_norm_act_forward(self.value(), groups, gamma.value(), beta.value(), eps, act)?;
+        let (x, gm, bt) = (self.value().clone(), gamma.value().clone(), beta.value().clone());
+        Ok(Var::from_op(
+            y,
+            "group_norm_silu",
+            &[self, gamma, beta],
+            move |g| {
+                let (dx, dgamma, dbeta) = group_norm_act_backward(g, &x, &saved, groups, (&gm, &bt), act)?;
+                Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
+            },
+        ))
     }
 }

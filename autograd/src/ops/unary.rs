@@ -82,10 +82,7 @@ impl Var {
 
     /// SiLU (swish), `x * sigmoid(x)`: the U-Net's activation.
     pub fn silu(&self) -> Var {
-        self.unary("silu", self.value().silu(), Saved::Input, |x| {
-            let s = math::sigmoid(x);
-            s * (1.0 + x * (1.0 - s))
-        })
+        self.unary("silu", self.value().silu(), Saved::Input, math::silu_grad)
     }
 
     /// `max(x, 0)`.

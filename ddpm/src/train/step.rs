@@ -2,6 +2,7 @@
 //! streams, the loss and its backward pass, the clip, Adam, the EMA, and the
 //! checks that stop a run before anything non-finite is saved.
 
+use autograd::profile;
 use nn::optim::{clip_grad_norm, Optimizer};
 use nn::Module;
 use rand::rngs::StdRng;
@@ -116,6 +117,7 @@ pub fn train_step(
             ));
         }
         let b = micro_batch(data, schedule, opts, step, m)?;
+        profile::lap("(drawing the batch, t and noise)");
         let loss = loss_at(
             &state.model,
             schedule,
@@ -141,15 +143,19 @@ pub fn train_step(
         sum += value as f64;
     }
     let norm = clip_grad_norm(state.params(), opts.clip).context("clipping the gradient")?;
+    profile::lap("(gradient clip)");
     if !norm.is_finite() {
         return Err(non_finite(format!("gradient norm ({norm})")));
     }
     state.optimizer.set_lr(lr);
     state.optimizer.step().context("the Adam update")?;
+    profile::lap("(adam)");
     if let Some(name) = first_non_finite(state) {
         return Err(non_finite(format!("weight {name:?} after the update")));
     }
+    profile::lap("(weight check)");
     state.update_ema().context("the EMA update")?;
+    profile::lap("(ema)");
     state.step += 1;
     Ok(((sum / k as f64) as f32, norm))
 }
