@@ -286,6 +286,7 @@ fn main() {
         conv_table(all, reps);
     }
     if what == "step" {
+        ddpm::app::keep_freed_memory();
         if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(all).build_global() {
             usage_error(&format!("cannot start {all} threads: {e}"));
         }

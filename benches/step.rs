@@ -24,6 +24,7 @@ const CONFIG: &str = "mnist-small";
 const BATCH: usize = 64;
 
 fn bench_steps(c: &mut Criterion) {
+    ddpm::app::keep_freed_memory();
     let mut group = c.benchmark_group("unet");
     group
         .sample_size(10)

@@ -135,7 +135,8 @@ pub fn clear_tape() {
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     *slot = Some(match slot.take() {
         None => g,
-        Some(old) => old.add(&g)?,
+        // The sum is written over whichever of the two nothing else holds.
+        Some(old) => Tensor::add_consuming(old, g)?,
     });
     Ok(())
 }

@@ -88,6 +88,27 @@ fn zip_slices(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f
     out
 }
 
+/// `dst[i] += src[i]` over slices of equal length, in parallel when large.
+fn add_in_place(dst: &mut [f32], src: &[f32]) {
+    let body = |(d, s): (&mut [f32], &[f32])| {
+        simd::widest(
+            #[inline(always)]
+            || {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    *d += s;
+                }
+            },
+        )
+    };
+    if dst.len() >= PARALLEL_MIN_ELEMENTS {
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(body);
+    } else {
+        body((dst, src));
+    }
+}
+
 /// One output row of a broadcast binary op: `dst[i] = f(a[sa * i], b[sb * i])`.
 /// The three common stride patterns get their own loops so they vectorise.
 #[inline(always)]
@@ -172,6 +193,25 @@ impl Tensor {
     /// `self + other`, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         self.zip_map(other, "add", |x, y| x + y)
+    }
+
+    /// `a + b` for two tensors of the same shape that the caller gives up: the sum
+    /// is written over one of them when nothing else shares its buffer (addition
+    /// commutes, so either serves), and into a new buffer otherwise. The values
+    /// are those of [`Tensor::add`]. For accumulating gradients, where one of the
+    /// two is usually a fresh tensor that nothing else holds.
+    pub fn add_consuming(mut a: Tensor, mut b: Tensor) -> Result<Tensor> {
+        if a.shape() == b.shape() {
+            if let (Some(src), Some(dst)) = (b.as_slice(), a.sole_buffer()) {
+                add_in_place(dst, src);
+                return Ok(a);
+            }
+            if let (Some(src), Some(dst)) = (a.as_slice(), b.sole_buffer()) {
+                add_in_place(dst, src);
+                return Ok(b);
+            }
+        }
+        a.add(&b)
     }
 
     /// `self - other`, broadcasting.

@@ -15,6 +15,13 @@
 //! u = (z >> 40) / 2^24                     uniform on [0, 1) with 24 bits
 //! mask[i] = 0 if u < p else 1 / (1 - p)   (inverted dropout keeps the mean)
 //! ```
+//!
+//! Because element `i`'s mask value is a function of `(seed, i)`, dropout itself
+//! ([`Tensor::dropout`]) needs no mask tensor: forward computes `x[i] * mask[i]`
+//! in one pass, and backward computes `g[i] * mask[i]` again from the same seed,
+//! so the tape keeps a seed instead of a tensor the size of the activation.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -23,6 +30,7 @@ use crate::layout::checked_numel;
 use crate::rng::{self, GOLDEN_GAMMA};
 use crate::simd;
 use crate::tensor::{Tensor, PARALLEL_MIN_ELEMENTS};
+use crate::uninit::filled_by;
 
 /// SplitMix64's output for counter `i` of the stream `seed`.
 #[inline(always)]
@@ -33,37 +41,65 @@ fn splitmix64(seed: u64, i: u64) -> u64 {
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
+/// `p`'s mask parameters: the integer threshold below which an element is
+/// dropped (`u < p` compared as `(z >> 40) < p 2^24`), and the kept scale.
+fn threshold_and_scale(op: &'static str, p: f32) -> Result<(u64, f32)> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(invalid(op, format!("probability {p} is not in [0, 1)")));
+    }
+    Ok((
+        (f64::from(p) * f64::from(1u32 << 24)).ceil() as u64,
+        1.0 / (1.0 - p),
+    ))
+}
+
+/// Writes every slot of `out` (a whole tensor), in parallel when large:
+/// `out[i] = f(i, mask[i])`, with the mask of `(p, seed)`.
+fn with_mask(
+    out: &mut [MaybeUninit<f32>],
+    (threshold, scale): (u64, f32),
+    seed: u64,
+    f: impl Fn(usize, f32) -> f32 + Sync,
+) {
+    let fill = |(c, out): (usize, &mut [MaybeUninit<f32>])| {
+        simd::widest(
+            #[inline(always)]
+            || {
+                let base = c * CHUNK;
+                for (j, o) in out.iter_mut().enumerate() {
+                    let dropped = (splitmix64(seed, (base + j) as u64) >> 40) < threshold;
+                    o.write(f(base + j, if dropped { 0.0 } else { scale }));
+                }
+            },
+        )
+    };
+    if out.len() >= PARALLEL_MIN_ELEMENTS {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(fill);
+    } else {
+        out.chunks_mut(CHUNK).enumerate().for_each(fill);
+    }
+}
+
 impl Tensor {
+    /// Inverted dropout of `self` with the mask of `(p, seed)`: the same values as
+    /// `self * Tensor::dropout_mask(self.shape(), p, seed)`, in one pass and with
+    /// no mask tensor. Its gradient is `g.dropout(p, seed)` (the same mask).
+    pub fn dropout(&self, p: f32, seed: u64) -> Result<Tensor> {
+        let params = threshold_and_scale("dropout", p)?;
+        let x = self.contiguous();
+        let xs = x.as_slice().unwrap_or_default();
+        // SAFETY: `with_mask` writes every slot.
+        let out = unsafe { filled_by(xs.len(), |o| with_mask(o, params, seed, |i, m| xs[i] * m)) };
+        Ok(Tensor::from_contiguous(out, self.shape()))
+    }
+
     /// An inverted-dropout mask of `shape`: each element is 0 with probability `p`
     /// and `1 / (1 - p)` otherwise, independently, from the stream `seed`.
     pub fn dropout_mask(shape: &[usize], p: f32, seed: u64) -> Result<Tensor> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(invalid(
-                "dropout_mask",
-                format!("probability {p} is not in [0, 1)"),
-            ));
-        }
-        let scale = 1.0 / (1.0 - p);
-        // u < p  <=>  (z >> 40) < p * 2^24, compared in integers.
-        let threshold = (f64::from(p) * f64::from(1u32 << 24)).ceil() as u64;
-        let fill = |(c, out): (usize, &mut [f32])| {
-            simd::widest(
-                #[inline(always)]
-                || {
-                    let base = (c * CHUNK) as u64;
-                    for (j, m) in out.iter_mut().enumerate() {
-                        let dropped = (splitmix64(seed, base + j as u64) >> 40) < threshold;
-                        *m = if dropped { 0.0 } else { scale };
-                    }
-                },
-            )
-        };
-        let mut mask = vec![0.0; checked_numel("dropout_mask", shape)?];
-        if mask.len() >= PARALLEL_MIN_ELEMENTS {
-            mask.par_chunks_mut(CHUNK).enumerate().for_each(fill);
-        } else {
-            mask.chunks_mut(CHUNK).enumerate().for_each(fill);
-        }
+        let params = threshold_and_scale("dropout_mask", p)?;
+        let len = checked_numel("dropout_mask", shape)?;
+        // SAFETY: `with_mask` writes every slot.
+        let mask = unsafe { filled_by(len, |o| with_mask(o, params, seed, |_, m| m)) };
         Ok(Tensor::from_contiguous(mask, shape))
     }
 }

@@ -139,10 +139,24 @@ fn map_rows(data: &[f32], len: usize, rows: usize, f: impl Fn(&[f32]) -> f32 + S
 /// Rewrites each contiguous row of `len` elements of `data` in place with `f`,
 /// in parallel when large. `len` must be non-zero.
 fn update_rows(data: &mut [f32], len: usize, f: impl Fn(&mut [f32]) + Sync) {
+    // Blocks of rows, each under the widest SIMD level: `f` (which the callers
+    // mark `#[inline(always)]`) is compiled into the block's loop at that level,
+    // so its `exp` vectorises; called row by row from rayon it would not be.
+    let block = len * (BLOCK / len).max(1);
+    let body = |rows: &mut [f32]| {
+        simd::widest(
+            #[inline(always)]
+            || {
+                for row in rows.chunks_mut(len) {
+                    f(row);
+                }
+            },
+        )
+    };
     if data.len() >= PARALLEL_MIN_ELEMENTS {
-        data.par_chunks_mut(len).for_each(&f);
+        data.par_chunks_mut(block).for_each(body);
     } else {
-        data.chunks_mut(len).for_each(f);
+        body(data);
     }
 }
 
@@ -250,28 +264,38 @@ impl Tensor {
     /// `exp(x) / sum(exp(x))` along `axis`, computed as `exp(x - max)` so large
     /// inputs do not overflow.
     pub fn softmax(&self, axis: usize) -> Result<Tensor> {
-        self.along_axis("softmax", axis, |row| {
-            let m = row_max(row);
-            for v in row.iter_mut() {
-                *v = math::exp(*v - m);
-            }
-            let scale = (1.0 / sum_f64(row)) as f32;
-            for v in row.iter_mut() {
-                *v *= scale;
-            }
-        })
+        self.along_axis(
+            "softmax",
+            axis,
+            #[inline(always)]
+            |row| {
+                let m = row_max(row);
+                for v in row.iter_mut() {
+                    *v = math::exp(*v - m);
+                }
+                let scale = (1.0 / sum_f64(row)) as f32;
+                for v in row.iter_mut() {
+                    *v *= scale;
+                }
+            },
+        )
     }
 
     /// `log(softmax(x))` along `axis`, computed stably as
     /// `x - max - log(sum(exp(x - max)))`.
     pub fn log_softmax(&self, axis: usize) -> Result<Tensor> {
-        self.along_axis("log_softmax", axis, |row| {
-            let m = row_max(row);
-            let shift = m + sum_map_f64(row, |v| math::exp(v - m)).ln() as f32;
-            for v in row.iter_mut() {
-                *v -= shift;
-            }
-        })
+        self.along_axis(
+            "log_softmax",
+            axis,
+            #[inline(always)]
+            |row| {
+                let m = row_max(row);
+                let shift = m + sum_map_f64(row, |v| math::exp(v - m)).ln() as f32;
+                for v in row.iter_mut() {
+                    *v -= shift;
+                }
+            },
+        )
     }
 
     /// Sums a broadcast result back to `shape`: the gradient of broadcasting
@@ -293,6 +317,10 @@ impl Tensor {
             } else if d != own {
                 return Err(err());
             }
+        }
+        if axes.is_empty() {
+            // Nothing was broadcast: the gradient is the value itself, not a copy.
+            return Ok(self.clone());
         }
         self.sum(&axes, false)?.reshape(shape)
     }

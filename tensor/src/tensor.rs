@@ -209,6 +209,17 @@ impl Tensor {
         }
     }
 
+    /// This tensor's whole buffer, writable, when this tensor is its only owner
+    /// and covers it exactly in row-major order: an op can then write its result
+    /// over its input instead of allocating.
+    pub(crate) fn sole_buffer(&mut self) -> Option<&mut [f32]> {
+        let whole = self.is_contiguous() && self.layout.offset() == 0 && self.storage.len() == self.numel();
+        whole
+            .then(|| Arc::get_mut(&mut self.storage))
+            .flatten()
+            .map(Vec::as_mut_slice)
+    }
+
     /// The element at `index`, with a clear error when it is out of range.
     pub fn get(&self, index: &[usize]) -> Result<f32> {
         if index.len() != self.rank() || index.iter().zip(self.shape()).any(|(&i, &d)| i >= d) {

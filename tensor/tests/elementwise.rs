@@ -264,3 +264,46 @@ fn shape_errors_name_the_op() {
     let e = a.clamp(1.0, -1.0).expect_err("clamp").to_string();
     assert!(e.starts_with("clamp"), "{e}");
 }
+
+/// `add_consuming` gives `add`'s values, writes over a buffer only when nothing
+/// else holds it, and broadcasts like `add` when the shapes differ.
+#[test]
+fn add_consuming_reuses_only_unshared_buffers() {
+    let make = |seed: u32| {
+        let v: Vec<f32> = (0..40_000u32)
+            .map(|i| ((i * 7 + seed) % 11) as f32 - 5.0)
+            .collect();
+        Tensor::from_vec(v, &[200, 200]).unwrap()
+    };
+    let (a, b) = (make(1), make(2));
+    let want = a.add(&b).unwrap().to_vec();
+    // Neither shared: the result lives in one of the two buffers.
+    let (pa, pb) = (a.storage().as_ptr(), b.storage().as_ptr());
+    let sum = Tensor::add_consuming(a.clone(), b.clone()).unwrap();
+    assert_eq!(sum.to_vec(), want);
+    assert!(
+        sum.storage().as_ptr() != pa && sum.storage().as_ptr() != pb,
+        "both were shared (we kept clones)"
+    );
+    assert_eq!(
+        a.add(&b).unwrap().to_vec(),
+        want,
+        "the shared inputs are unchanged"
+    );
+    let sum = Tensor::add_consuming(make(1), make(2)).unwrap();
+    assert_eq!(sum.to_vec(), want);
+    // Only b is free: b's buffer takes the sum, a is untouched.
+    let b2 = make(2);
+    let pb2 = b2.storage().as_ptr();
+    let sum = Tensor::add_consuming(a.clone(), b2).unwrap();
+    assert_eq!((sum.to_vec(), sum.storage().as_ptr()), (want.clone(), pb2));
+    assert_eq!(a.to_vec(), make(1).to_vec());
+    // A strided view and a free contiguous tensor.
+    let t = make(3).transpose(0, 1).unwrap();
+    let want_t = t.add(&make(4)).unwrap().to_vec();
+    assert_eq!(Tensor::add_consuming(t, make(4)).unwrap().to_vec(), want_t);
+    // Different shapes broadcast, as add does.
+    let row = Tensor::from_vec((0..200).map(|i| i as f32).collect(), &[200]).unwrap();
+    let want_b = make(1).add(&row).unwrap().to_vec();
+    assert_eq!(Tensor::add_consuming(make(1), row).unwrap().to_vec(), want_b);
+}

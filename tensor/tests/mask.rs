@@ -84,3 +84,27 @@ fn masks_are_built_from_the_exported_splitmix64() {
     assert_eq!(got.len(), want.len());
     assert!(got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()));
 }
+
+/// Fused dropout is `x * mask` exactly, on a strided view as on a contiguous
+/// tensor, below and above the parallel threshold, and refuses what the mask does.
+#[test]
+fn fused_dropout_is_the_product_with_the_mask() {
+    for (shape, seed) in [(vec![5, 7], 3u64), (vec![3, 40_000], 11)] {
+        let n: usize = shape.iter().product();
+        let x = Tensor::from_vec((0..n).map(|i| (i % 13) as f32 - 6.5).collect(), &shape).unwrap();
+        let mask = Tensor::dropout_mask(&shape, 0.25, seed).unwrap();
+        let want = x.mul(&mask).unwrap().to_vec();
+        assert_eq!(x.dropout(0.25, seed).unwrap().to_vec(), want);
+        // The transpose's elements are numbered in its own (row-major) order.
+        let t = x.transpose(0, 1).unwrap();
+        let tmask = Tensor::dropout_mask(t.shape(), 0.25, seed).unwrap();
+        assert_eq!(
+            t.dropout(0.25, seed).unwrap().to_vec(),
+            t.mul(&tmask).unwrap().to_vec()
+        );
+        assert_eq!(x.dropout(0.0, seed).unwrap().to_vec(), x.to_vec());
+    }
+    let x = Tensor::ones(&[4]);
+    assert!(x.dropout(1.0, 1).is_err());
+    assert!(x.dropout(f32::NAN, 1).is_err());
+}

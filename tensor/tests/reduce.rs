@@ -270,3 +270,17 @@ fn bad_axes_are_errors_that_name_the_op() {
     assert_err(x.sum_to_shape(&[4, 2, 3]), "sum_to_shape");
     assert_err(x.sum_to_shape(&[2, 2]), "sum_to_shape");
 }
+
+/// With nothing to sum, `sum_to_shape` returns the value itself (a view of the
+/// same storage), not a copy: every matmul's backward asks for this.
+#[test]
+fn sum_to_shape_of_its_own_shape_is_a_view() {
+    let t = Tensor::arange(24)
+        .reshape(&[2, 3, 4])
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
+    let same = t.sum_to_shape(&[2, 4, 3]).unwrap();
+    assert_eq!(same.to_vec(), t.to_vec());
+    assert_eq!(t.storage_share_count(), 2, "shares the storage");
+}

@@ -84,12 +84,13 @@ impl Var {
         if p == 0.0 {
             return Ok(self.clone());
         }
-        // One draw from `rng` seeds a counter-based mask (`tensor::mask`), which is
-        // filled in parallel and vectorised instead of one generator call per element.
-        let mask = Tensor::dropout_mask(self.shape(), p, rng.gen())?;
-        let y = self.value().mul(&mask)?;
+        // One draw from `rng` seeds a counter-based mask (`tensor::mask`), computed
+        // in parallel and vectorised instead of one generator call per element, and
+        // computed again from the seed in backward: the tape keeps no mask tensor.
+        let seed = rng.gen();
+        let y = self.value().dropout(p, seed)?;
         Ok(Var::from_op(y, "dropout", &[self], move |g| {
-            Ok(vec![Some(g.mul(&mask)?)])
+            Ok(vec![Some(g.dropout(p, seed)?)])
         }))
     }
 }
