@@ -143,7 +143,10 @@ proptest! {
         let gamma = random(&[c], seed + 1);
         let beta = random(&[c], seed + 2);
         check(|v| v[0].group_norm(groups, &v[1], &v[2], 1e-5), &[x.clone(), gamma.clone(), beta.clone()]);
-        check(|v| v[0].group_norm_silu(groups, &v[1], &v[2], 1e-5), &[x, gamma, beta]);
+        check(|v| v[0].group_norm_silu(groups, &v[1], &v[2], 1e-5), &[x.clone(), gamma.clone(), beta.clone()]);
+        // A fixed mask (p, seed): the function is smooth in x, gamma and beta.
+        let drop = Some(tensor::group_norm::Dropout { p: 0.3, seed });
+        check(|v| v[0].group_norm_silu_dropout(groups, &v[1], &v[2], 1e-5, drop), &[x, gamma, beta]);
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl ResBlock {
         let h = h.add(&t.reshape(&[b, c, 1, 1])?)?;
         let h = self
             .conv2
-            .forward(&self.dropout.forward(&self.norm2.forward_silu(&h)?)?)?;
+            .forward(&self.norm2.forward_silu_dropout(&h, &self.dropout)?)?;
         let skip = match &self.nin_shortcut {
             Some(nin) => nin.forward(x)?,
             None => x.clone(),

@@ -215,3 +215,51 @@ fn bad_layer_arguments_are_errors() {
         .to_string();
     assert!(err.contains("matmul"), "{err}");
 }
+
+/// The fused `GroupNorm::forward_silu_dropout` is `Dropout::forward` of
+/// `forward_silu`: the same mask (drawn from the layer's generator the same
+/// way), the same values, the same gradients; and the identity-dropout in
+/// evaluation mode.
+#[test]
+fn fused_norm_silu_dropout_matches_the_layers_in_sequence() {
+    let norm = GroupNorm::new(2, 4).unwrap();
+    let x = Tensor::from_vec(
+        (0..2 * 4 * 25)
+            .map(|i| ((i * 37) % 17) as f32 * 0.3 - 2.0)
+            .collect(),
+        &[2, 4, 5, 5],
+    )
+    .unwrap();
+    let run = |fused: bool, training: bool| {
+        let dropout = Dropout::new(0.4, 9).unwrap();
+        dropout.set_training(training);
+        let xv = Var::leaf(x.clone());
+        let y = if fused {
+            norm.forward_silu_dropout(&xv, &dropout).unwrap()
+        } else {
+            dropout.forward(&norm.forward_silu(&xv).unwrap()).unwrap()
+        };
+        let r = Tensor::from_vec(
+            (0..y.value().numel()).map(|i| (i % 5) as f32 - 2.0).collect(),
+            y.shape(),
+        )
+        .unwrap();
+        y.mul(&Var::constant(r))
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        (y.value().to_vec(), xv.grad().unwrap().to_vec())
+    };
+    for training in [true, false] {
+        let (fy, fg) = run(true, training);
+        let (uy, ug) = run(false, training);
+        assert_eq!(fy, uy, "values, training {training}");
+        let dropped = fy.iter().filter(|&&v| v == 0.0).count();
+        assert_eq!(dropped > 0, training, "{dropped} dropped, training {training}");
+        for (a, b) in fg.iter().zip(&ug) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "gradient {a} vs {b}");
+        }
+    }
+}

@@ -37,12 +37,19 @@
 //! its backward. Per group, backward is two passes: the first computes `dz` into
 //! the `dx` buffer while summing `dz * xhat` and `dz`, the second turns it into
 //! `dx` in place (the group, a few thousand floats, is still in cache).
+//!
+//! **Fused dropout.** After the activation the kernels can also apply dropout
+//! with the mask of `(p, seed)` ([`crate::mask`]): forward writes `act(z) *
+//! mask[i]`, and backward starts from `dy * mask[i]`, the mask computed again
+//! from its seed (element `i` is the index in the whole `[B, C, ...]` tensor, as
+//! [`Tensor::dropout`] numbers it, so the values are those of the unfused ops).
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
 use crate::error::{invalid, Result, TensorError};
+use crate::mask::MaskStream;
 use crate::math;
 use crate::reduce::{sum_f64, sum_map_f64, BLOCK, LANES};
 use crate::simd;
@@ -101,6 +108,35 @@ impl Act for Silu {
     fn back(z: f32, dy: f32) -> f32 {
         dy * math::silu_grad(z)
     }
+}
+
+/// A dropout mask as a type: none (the kernels compile without it) or a stream.
+trait Mask: Copy + Send + Sync {
+    /// `mask[i]`.
+    fn at(&self, i: usize) -> f32;
+}
+
+impl Mask for () {
+    #[inline(always)]
+    fn at(&self, _: usize) -> f32 {
+        1.0
+    }
+}
+
+impl Mask for MaskStream {
+    #[inline(always)]
+    fn at(&self, i: usize) -> f32 {
+        MaskStream::at(self, i)
+    }
+}
+
+/// Dropout applied after the activation: probability `p`, mask stream `seed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    /// The probability of dropping an element, in `[0, 1)`.
+    pub p: f32,
+    /// The seed of the mask ([`Tensor::dropout_mask`]).
+    pub seed: u64,
 }
 
 /// The sizes a group-norm call works with, after validation.
@@ -163,13 +199,13 @@ impl Dims {
 /// Normalises one image into `y` (then applies `A`), returning `(mean, rstd)`
 /// of each group. Writes every slot of `y`.
 #[inline(always)]
-fn forward_image<A: Act>(
+fn forward_image<A: Act, M: Mask>(
     x: &[f32],
     y: &mut [MaybeUninit<f32>],
     d: Dims,
-    gamma: &[f32],
-    beta: &[f32],
+    (gamma, beta): (&[f32], &[f32]),
     eps: f32,
+    (mask, base): (M, usize),
 ) -> Vec<(f32, f32)> {
     let n = d.cg * d.hw;
     // A `for` loop, not `map(..).collect()`: the closure of an iterator adapter
@@ -184,8 +220,9 @@ fn forward_image<A: Act>(
             let c = g * d.cg + k;
             let scale = rstd * gamma[c];
             let shift = beta[c] - mean * scale;
-            for (o, &v) in yc.iter_mut().zip(xc) {
-                o.write(A::f(v * scale + shift));
+            let first = base + c * d.hw;
+            for (i, (o, &v)) in yc.iter_mut().zip(xc).enumerate() {
+                o.write(A::f(v * scale + shift) * mask.at(first + i));
             }
         }
         stats.push((mean, rstd));
@@ -203,10 +240,11 @@ pub fn group_norm_forward(
     beta: &Tensor,
     eps: f32,
 ) -> Result<(Tensor, GroupNormSaved)> {
-    group_norm_act_forward(x, groups, gamma, beta, eps, Activation::Identity)
+    group_norm_act_forward(x, groups, gamma, beta, eps, Activation::Identity, None)
 }
 
-/// [`group_norm_forward`] followed by `act`, in one pass: `y = act(z)`.
+/// [`group_norm_forward`] followed by `act` and, if given, `dropout`, in one
+/// pass: `y = act(z) * mask`.
 pub fn group_norm_act_forward(
     x: &Tensor,
     groups: usize,
@@ -214,19 +252,21 @@ pub fn group_norm_act_forward(
     beta: &Tensor,
     eps: f32,
     act: Activation,
+    dropout: Option<Dropout>,
 ) -> Result<(Tensor, GroupNormSaved)> {
-    match act {
-        Activation::Identity => forward::<Identity>(x, groups, gamma, beta, eps),
-        Activation::Silu => forward::<Silu>(x, groups, gamma, beta, eps),
+    const OP: &str = "group_norm_forward";
+    let args = (x, groups, (gamma, beta), eps);
+    match (act, dropout) {
+        (Activation::Identity, None) => forward::<Identity, ()>(args, ()),
+        (Activation::Silu, None) => forward::<Silu, ()>(args, ()),
+        (Activation::Identity, Some(p)) => forward::<Identity, _>(args, MaskStream::new(OP, p.p, p.seed)?),
+        (Activation::Silu, Some(p)) => forward::<Silu, _>(args, MaskStream::new(OP, p.p, p.seed)?),
     }
 }
 
-fn forward<A: Act>(
-    x: &Tensor,
-    groups: usize,
-    gamma: &Tensor,
-    beta: &Tensor,
-    eps: f32,
+fn forward<A: Act, M: Mask>(
+    (x, groups, (gamma, beta), eps): (&Tensor, usize, (&Tensor, &Tensor), f32),
+    mask: M,
 ) -> Result<(Tensor, GroupNormSaved)> {
     let d = Dims::new("group_norm_forward", x, groups, &[gamma, beta])?;
     let (x, gamma, beta) = (x.contiguous(), gamma.contiguous(), beta.contiguous());
@@ -240,11 +280,12 @@ fn forward<A: Act>(
         stats = out
             .par_chunks_mut(d.image())
             .zip(xs.par_chunks(d.image()))
+            .enumerate()
             .with_min_len(d.min_images_per_task())
-            .map(|(y, xi)| {
+            .map(|(b, (y, xi))| {
                 simd::widest(
                     #[inline(always)]
-                    || forward_image::<A>(xi, y, d, gs, bs, eps),
+                    || forward_image::<A, M>(xi, y, d, (gs, bs), eps, (mask, b * d.image())),
                 )
             })
             .collect();
@@ -265,15 +306,16 @@ fn forward<A: Act>(
 /// `xhat = (x - mean) * rstd`. (Two plain loops vectorise; one loop doing both
 /// does not.)
 #[inline(always)]
-fn channel_pass<A: Act>(
+fn channel_pass<A: Act, M: Mask>(
     dy: &[f32],
     x: &[f32],
     dz: &mut [MaybeUninit<f32>],
     (mean, rstd): (f32, f32),
     (scale, shift): (f32, f32),
+    (mask, first): (M, usize),
 ) -> (f64, f64) {
-    for ((o, &g), &v) in dz.iter_mut().zip(dy).zip(x) {
-        o.write(A::back(v * scale + shift, g));
+    for (i, ((o, &g), &v)) in dz.iter_mut().zip(dy).zip(x).enumerate() {
+        o.write(A::back(v * scale + shift, g * mask.at(first + i)));
     }
     // SAFETY: the loop above wrote every slot of `dz` (`dy` and `x` are as long).
     let dz = unsafe { assume_written(dz) };
@@ -307,13 +349,14 @@ fn channel_sums(dz: &[f32], x: &[f32], mean: f32, rstd: f32) -> (f64, f64) {
 /// image's `(dgamma[c], dbeta[c])` for every channel. `beta` is needed only to
 /// recompute `z` for an activation (`None`: zero, which `Identity` ignores).
 #[inline(always)]
-fn backward_image<A: Act>(
+fn backward_image<A: Act, M: Mask>(
     dy: &[f32],
     x: &[f32],
     dx: &mut [MaybeUninit<f32>],
     d: Dims,
     stats: (&[f32], &[f32]),
     (gamma, beta): (&[f32], Option<&[f32]>),
+    (mask, base): (M, usize),
 ) -> Vec<(f64, f64)> {
     let n = d.cg * d.hw;
     let mut partial = Vec::with_capacity(d.c);
@@ -325,7 +368,15 @@ fn backward_image<A: Act>(
             let c = g * d.cg + k;
             let scale = rstd * gamma[c];
             let shift = beta.map_or(0.0, |b| b[c]) - mean * scale;
-            partial.push(channel_pass::<A>(dyc, xc, dzc, (mean, rstd), (scale, shift)));
+            let first = base + c * d.hw;
+            partial.push(channel_pass::<A, M>(
+                dyc,
+                xc,
+                dzc,
+                (mean, rstd),
+                (scale, shift),
+                (mask, first),
+            ));
         }
         // SAFETY: the channels cut the group into whole runs of `hw`, and
         // `channel_pass` wrote every slot of each.
@@ -365,11 +416,12 @@ pub fn group_norm_backward(
     groups: usize,
     gamma: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    backward::<Identity>(grad_out, x, saved, groups, gamma, None)
+    backward::<Identity, ()>((grad_out, x, saved, groups), (gamma, None), ())
 }
 
-/// The gradients of [`group_norm_act_forward`] with `act`: `(dx, dgamma, dbeta)`.
-/// `beta` is the forward's (an activation's derivative needs `z`).
+/// The gradients of [`group_norm_act_forward`] with `act` and `dropout`:
+/// `(dx, dgamma, dbeta)`. `beta` is the forward's (an activation's derivative
+/// needs `z`).
 pub fn group_norm_act_backward(
     grad_out: &Tensor,
     x: &Tensor,
@@ -377,20 +429,23 @@ pub fn group_norm_act_backward(
     groups: usize,
     (gamma, beta): (&Tensor, &Tensor),
     act: Activation,
+    dropout: Option<Dropout>,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    match act {
-        Activation::Identity => backward::<Identity>(grad_out, x, saved, groups, gamma, None),
-        Activation::Silu => backward::<Silu>(grad_out, x, saved, groups, gamma, Some(beta)),
+    const OP: &str = "group_norm_backward";
+    let args = (grad_out, x, saved, groups);
+    let mask = |p: Dropout| MaskStream::new(OP, p.p, p.seed);
+    match (act, dropout) {
+        (Activation::Identity, None) => backward::<Identity, ()>(args, (gamma, None), ()),
+        (Activation::Silu, None) => backward::<Silu, ()>(args, (gamma, Some(beta)), ()),
+        (Activation::Identity, Some(p)) => backward::<Identity, _>(args, (gamma, None), mask(p)?),
+        (Activation::Silu, Some(p)) => backward::<Silu, _>(args, (gamma, Some(beta)), mask(p)?),
     }
 }
 
-fn backward<A: Act>(
-    grad_out: &Tensor,
-    x: &Tensor,
-    saved: &GroupNormSaved,
-    groups: usize,
-    gamma: &Tensor,
-    beta: Option<&Tensor>,
+fn backward<A: Act, M: Mask>(
+    (grad_out, x, saved, groups): (&Tensor, &Tensor, &GroupNormSaved, usize),
+    (gamma, beta): (&Tensor, Option<&Tensor>),
+    mask: M,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "group_norm_backward";
     let d = Dims::new(
@@ -432,11 +487,12 @@ fn backward<A: Act>(
             .par_chunks_mut(d.image())
             .zip(dys.par_chunks(d.image()).zip(xs.par_chunks(d.image())))
             .zip(saved.mean.par_chunks(groups).zip(saved.rstd.par_chunks(groups)))
+            .enumerate()
             .with_min_len(d.min_images_per_task())
-            .map(|((dxi, (dyi, xi)), stats)| {
+            .map(|(b, ((dxi, (dyi, xi)), stats))| {
                 simd::widest(
                     #[inline(always)]
-                    || backward_image::<A>(dyi, xi, dxi, d, stats, (gs, bs)),
+                    || backward_image::<A, M>(dyi, xi, dxi, d, stats, (gs, bs), (mask, b * d.image())),
                 )
             })
             .collect();

@@ -41,6 +41,38 @@ fn splitmix64(seed: u64, i: u64) -> u64 {
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
+/// The mask of `(p, seed)` as a function of the element index, for kernels that
+/// apply dropout on the way out (group norm's, see [`crate::group_norm`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MaskStream {
+    threshold: u64,
+    scale: f32,
+    seed: u64,
+}
+
+impl MaskStream {
+    /// The stream of dropout probability `p` (in `[0, 1)`, else an error naming `op`).
+    pub(crate) fn new(op: &'static str, p: f32, seed: u64) -> Result<MaskStream> {
+        let (threshold, scale) = threshold_and_scale(op, p)?;
+        Ok(MaskStream {
+            threshold,
+            scale,
+            seed,
+        })
+    }
+
+    /// `mask[i]`: 0 or `1 / (1 - p)`.
+    #[inline(always)]
+    pub(crate) fn at(&self, i: usize) -> f32 {
+        let dropped = (splitmix64(self.seed, i as u64) >> 40) < self.threshold;
+        if dropped {
+            0.0
+        } else {
+            self.scale
+        }
+    }
+}
+
 /// `p`'s mask parameters: the integer threshold below which an element is
 /// dropped (`u < p` compared as `(z >> 40) < p 2^24`), and the kept scale.
 fn threshold_and_scale(op: &'static str, p: f32) -> Result<(u64, f32)> {

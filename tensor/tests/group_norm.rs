@@ -11,6 +11,7 @@ use naive::{assert_close, case_of, Nd};
 use proptest::prelude::*;
 use tensor::group_norm::{
     group_norm_act_backward, group_norm_act_forward, group_norm_backward, group_norm_forward, Activation,
+    Dropout,
 };
 use tensor::Tensor;
 
@@ -177,13 +178,13 @@ fn silu_grad(z: f64) -> f64 {
 /// The fused SiLU kernels on a case against the naive composition: `silu` of the
 /// naive forward, and the naive backward of `dz = dy silu'(z)`.
 fn check_silu_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]): &Case) {
-    let (y, saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu).unwrap();
+    let (y, saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu, None).unwrap();
     let z = naive_forward(*d, &nx.data, &ng.data, &nb.data);
     let want_y: Vec<f64> = z.iter().map(|&z| silu(z)).collect();
     assert_close(&y.to_vec(), &want_y, 1e-4, "silu forward");
     let dz: Vec<f64> = ndy.data.iter().zip(&z).map(|(g, &z)| g * silu_grad(z)).collect();
     let (dx, dgamma, dbeta) =
-        group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), Activation::Silu).unwrap();
+        group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), Activation::Silu, None).unwrap();
     let (want_dx, want_dgamma, want_dbeta) = naive_backward(*d, &dz, &nx.data, &ng.data);
     let scale = saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64;
     assert_close(&dx.to_vec(), &want_dx, 2e-4 * scale, "silu dx");
@@ -206,7 +207,7 @@ fn check_silu_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]
 /// same arithmetic in the same order), backward to rounding.
 fn check_silu_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]): &Case) {
     let (z, saved) = group_norm_forward(x, d.g, gamma, beta, EPS).unwrap();
-    let (y, fused_saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu).unwrap();
+    let (y, fused_saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu, None).unwrap();
     assert_eq!(
         y.to_vec(),
         z.silu().to_vec(),
@@ -217,7 +218,7 @@ fn check_silu_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]): 
         .zip_map(&z, "silu backward", |g, z| g * tensor::math::silu_grad(z))
         .unwrap();
     let unfused = group_norm_backward(&dz, x, &saved, d.g, gamma).unwrap();
-    let fused = group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), Activation::Silu).unwrap();
+    let fused = group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), Activation::Silu, None).unwrap();
     let scale = saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64;
     for (name, a, b, tol) in [
         ("dx", &fused.0, &unfused.0, 1e-5 * scale),
@@ -226,6 +227,44 @@ fn check_silu_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]): 
     ] {
         let want: Vec<f64> = b.to_vec().iter().map(|&v| f64::from(v)).collect();
         assert_close(&a.to_vec(), &want, tol, name);
+    }
+}
+
+/// With dropout fused after the activation (SiLU or none): forward bit for bit
+/// `act(group_norm(x)).dropout(p, seed)`, backward the composition's to rounding.
+fn check_dropout_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]): &Case, seed: u64) {
+    let drop = Dropout { p: 0.3, seed };
+    let (z, saved) = group_norm_forward(x, d.g, gamma, beta, EPS).unwrap();
+    let scale = saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64;
+    for act in [Activation::Identity, Activation::Silu] {
+        let a = if act == Activation::Silu {
+            z.silu()
+        } else {
+            z.clone()
+        };
+        let (y, _) = group_norm_act_forward(x, d.g, gamma, beta, EPS, act, Some(drop)).unwrap();
+        assert_eq!(
+            y.to_vec(),
+            a.dropout(0.3, seed).unwrap().to_vec(),
+            "{act:?} forward"
+        );
+        let da = dy.dropout(0.3, seed).unwrap();
+        let dz = match act {
+            Activation::Silu => da
+                .zip_map(&z, "silu", |g, z| g * tensor::math::silu_grad(z))
+                .unwrap(),
+            Activation::Identity => da,
+        };
+        let unfused = group_norm_backward(&dz, x, &saved, d.g, gamma).unwrap();
+        let fused = group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), act, Some(drop)).unwrap();
+        for (name, a, b, tol) in [
+            ("dx", &fused.0, &unfused.0, 1e-5 * scale),
+            ("dgamma", &fused.1, &unfused.1, 1e-4),
+            ("dbeta", &fused.2, &unfused.2, 1e-4),
+        ] {
+            let want: Vec<f64> = b.to_vec().iter().map(|&v| f64::from(v)).collect();
+            assert_close(&a.to_vec(), &want, tol, name);
+        }
     }
 }
 
@@ -288,9 +327,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn silu_kernels_match_the_naive_composition(case in gn_case(3, 3, 3, 4)) {
+    fn silu_kernels_match_the_naive_composition(case in gn_case(3, 3, 3, 4), seed in 0u64..1000) {
         check_silu_against_naive(&case);
         check_silu_against_unfused(&case);
+        check_dropout_against_unfused(&case, seed);
     }
 
     #[test]
@@ -315,9 +355,9 @@ proptest! {
                     .collect()
             })
             .collect();
-        let (_, saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu).unwrap();
+        let (_, saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu, None).unwrap();
         let (dx, dgamma, dbeta) =
-            group_norm_act_backward(r, x, &saved, d.g, (gamma, beta), Activation::Silu).unwrap();
+            group_norm_act_backward(r, x, &saved, d.g, (gamma, beta), Activation::Silu, None).unwrap();
         let scale = saved.rstd.iter().fold(1.0f32, |m, &v| m.max(v)) as f64;
         assert_close(&dx.to_vec(), &numeric[0], 1e-3 * scale, "silu dx vs finite differences");
         assert_close(&dgamma.to_vec(), &numeric[1], 1e-3, "silu dgamma vs finite differences");
@@ -339,6 +379,7 @@ proptest! {
         let case = (d, vec![24, 24], [x, gamma, beta, dy]);
         check_against_naive(&case);
         check_silu_against_naive(&case);
+        check_dropout_against_unfused(&case, 5);
     }
 }
 
@@ -373,8 +414,11 @@ fn bad_arguments_are_errors_that_name_the_op() {
     assert_err(group_norm_backward(&x, &x, &saved, 2, &g6), B);
     assert_err(group_norm_backward(&x, &x, &saved, 3, &g4), B);
     let silu = Activation::Silu;
-    assert_err(group_norm_act_forward(&x, 4, &g6, &g6, EPS, silu), F);
-    assert_err(group_norm_act_backward(&x, &x, &saved, 3, (&g6, &g4), silu), B);
+    assert_err(group_norm_act_forward(&x, 4, &g6, &g6, EPS, silu, None), F);
+    assert_err(
+        group_norm_act_backward(&x, &x, &saved, 3, (&g6, &g4), silu, None),
+        B,
+    );
 }
 
 #[test]

@@ -310,13 +310,14 @@ fn group_norm_matches_naive_loops_at_every_level() {
         // Fused with SiLU: the forward is the composition exactly, the backward the
         // composition's to rounding.
         let silu = Activation::Silu;
-        let (fused, _) = group_norm_act_forward(&x, groups, &gamma, &beta, 1e-5, silu).unwrap();
+        let (fused, _) = group_norm_act_forward(&x, groups, &gamma, &beta, 1e-5, silu, None).unwrap();
         assert_eq!(fused.to_vec(), y.silu().to_vec(), "{level}: fused forward");
         let dz = dy
             .zip_map(&y, "silu", |g, z| g * tensor::math::silu_grad(z))
             .unwrap();
         let (want_dx, _, _) = group_norm_backward(&dz, &x, &saved, groups, &gamma).unwrap();
-        let (dx, _, _) = group_norm_act_backward(&dy, &x, &saved, groups, (&gamma, &beta), silu).unwrap();
+        let (dx, _, _) =
+            group_norm_act_backward(&dy, &x, &saved, groups, (&gamma, &beta), silu, None).unwrap();
         for (i, (&a, &w)) in dx.to_vec().iter().zip(&want_dx.to_vec()).enumerate() {
             assert!(
                 (a - w).abs() < 1e-5 * (1.0 + w.abs()),

@@ -13,10 +13,13 @@
 //! turns `g` into `g_z = g * silu'(z)` (`silu'(z) = s (1 + z (1 - s))`, `s =
 //! sigmoid(z)`, `z` recomputed from `x` and the saved statistics) and then is the
 //! rule above with `g_z` for `g`. The tape keeps `x`, the parameters and the
-//! statistics: not the normalised tensor an unfused SiLU would keep.
+//! statistics: not the normalised tensor an unfused SiLU would keep. With dropout
+//! after the SiLU (`y = silu(z) * m`, `m` the mask), `g` is first `g * m`, the
+//! mask computed again from its seed.
 
 use tensor::group_norm::{
     group_norm_act_backward, group_norm_act_forward, group_norm_backward, group_norm_forward, Activation,
+    Dropout,
 };
 use tensor::Result;
 
@@ -35,17 +38,31 @@ impl Var {
 
     /// `silu(group_norm(self))` as one op: one pass forward, one rule backward.
     pub fn group_norm_silu(&self, groups: usize, gamma: &Var, beta: &Var, eps: f32) -> Result<Var> {
+        self.group_norm_silu_dropout(groups, gamma, beta, eps, None)
+    }
+
+    /// `dropout(silu(group_norm(self)))` as one op, the mask of `dropout` computed
+    /// from its seed in both passes (the values of `Tensor::dropout`'s mask).
+    pub fn group_norm_silu_dropout(
+        &self,
+        groups: usize,
+        gamma: &Var,
+        beta: &Var,
+        eps: f32,
+        dropout: Option<Dropout>,
+    ) -> Result<Var> {
         let act = Activation::Silu;
-        let (y, saved) = group_norm_act_forward(self.value(), groups, gamma.value(), beta.value(), eps, act)?;
         let (x, gm, bt) = (self.value().clone(), gamma.value().clone(), beta.value().clone());
-        Ok(Var::from_op(
-            y,
-            "group_norm_silu",
-            &[self, gamma, beta],
-            move |g| {
-                let (dx, dgamma, dbeta) = group_norm_act_backward(g, &x, &saved, groups, (&gm, &bt), act)?;
-                Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
-            },
-        ))
+        let (y, saved) = group_norm_act_forward(&x, groups, &gm, &bt, eps, act, dropout)?;
+        let op = if dropout.is_some() {
+            "group_norm_silu_dropout"
+        } else {
+            "group_norm_silu"
+        };
+        Ok(Var::from_op(y, op, &[self, gamma, beta], move |g| {
+            let (dx, dgamma, dbeta) =
+                group_norm_act_backward(g, &x, &saved, groups, (&gm, &bt), act, dropout)?;
+            Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
+        }))
     }
 }

@@ -5,6 +5,7 @@
 use autograd::{Parameter, Result, Var};
 use tensor::{Tensor, TensorError};
 
+use crate::layers::Dropout;
 use crate::module::{join, Module};
 
 /// Group norm over `[B, C, ...]` with `groups` groups; `weight` (scale, init 1)
@@ -46,6 +47,13 @@ impl GroupNorm {
     /// and nothing extra kept for backward).
     pub fn forward_silu(&self, x: &Var) -> Result<Var> {
         x.group_norm_silu(self.groups, &self.weight.var(), &self.bias.var(), self.eps)
+    }
+
+    /// `dropout.forward(self.forward_silu(x))` fused into one op (the same values:
+    /// the mask is the one `dropout` would draw).
+    pub fn forward_silu_dropout(&self, x: &Var, dropout: &Dropout) -> Result<Var> {
+        let (gamma, beta) = (self.weight.var(), self.bias.var());
+        x.group_norm_silu_dropout(self.groups, &gamma, &beta, self.eps, dropout.draw())
     }
 }
 

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 
 use autograd::{Parameter, Result, Var};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tensor::TensorError;
 
 use crate::module::Module;
@@ -65,6 +65,17 @@ impl Dropout {
         } else {
             Ok(x.clone())
         }
+    }
+
+    /// The mask this layer would apply next, for a kernel that fuses dropout
+    /// (`GroupNorm::forward_silu_dropout`): `None` in evaluation or when `p = 0`;
+    /// otherwise `p` and a seed drawn from the generator exactly as
+    /// [`Dropout::forward`] draws it, so the masks are the same.
+    pub fn draw(&self) -> Option<tensor::group_norm::Dropout> {
+        (self.training.get() && self.p > 0.0).then(|| tensor::group_norm::Dropout {
+            p: self.p,
+            seed: self.rng.borrow_mut().gen(),
+        })
     }
 }
 
