@@ -51,12 +51,16 @@ pub(crate) struct MaskStream {
 }
 
 impl MaskStream {
-    /// The stream of dropout probability `p` (in `[0, 1)`, else an error naming `op`).
+    /// The stream of dropout probability `p` (in `[0, 1)`, else an error naming
+    /// `op`): an element is dropped when `u < p`, compared in integers as
+    /// `(z >> 40) < p 2^24`.
     pub(crate) fn new(op: &'static str, p: f32, seed: u64) -> Result<MaskStream> {
-        let (threshold, scale) = threshold_and_scale(op, p)?;
+        if !(0.0..1.0).contains(&p) {
+            return Err(invalid(op, format!("probability {p} is not in [0, 1)")));
+        }
         Ok(MaskStream {
-            threshold,
-            scale,
+            threshold: (f64::from(p) * f64::from(1u32 << 24)).ceil() as u64,
+            scale: 1.0 / (1.0 - p),
             seed,
         })
     }
@@ -71,44 +75,26 @@ impl MaskStream {
             self.scale
         }
     }
-}
 
-/// `p`'s mask parameters: the integer threshold below which an element is
-/// dropped (`u < p` compared as `(z >> 40) < p 2^24`), and the kept scale.
-fn threshold_and_scale(op: &'static str, p: f32) -> Result<(u64, f32)> {
-    if !(0.0..1.0).contains(&p) {
-        return Err(invalid(op, format!("probability {p} is not in [0, 1)")));
-    }
-    Ok((
-        (f64::from(p) * f64::from(1u32 << 24)).ceil() as u64,
-        1.0 / (1.0 - p),
-    ))
-}
-
-/// Writes every slot of `out` (a whole tensor), in parallel when large:
-/// `out[i] = f(i, mask[i])`, with the mask of `(p, seed)`.
-fn with_mask(
-    out: &mut [MaybeUninit<f32>],
-    (threshold, scale): (u64, f32),
-    seed: u64,
-    f: impl Fn(usize, f32) -> f32 + Sync,
-) {
-    let fill = |(c, out): (usize, &mut [MaybeUninit<f32>])| {
-        simd::widest(
-            #[inline(always)]
-            || {
-                let base = c * CHUNK;
-                for (j, o) in out.iter_mut().enumerate() {
-                    let dropped = (splitmix64(seed, (base + j) as u64) >> 40) < threshold;
-                    o.write(f(base + j, if dropped { 0.0 } else { scale }));
-                }
-            },
-        )
-    };
-    if out.len() >= PARALLEL_MIN_ELEMENTS {
-        out.par_chunks_mut(CHUNK).enumerate().for_each(fill);
-    } else {
-        out.chunks_mut(CHUNK).enumerate().for_each(fill);
+    /// Writes every slot of `out` (a whole tensor), in parallel when large:
+    /// `out[i] = f(i, mask[i])`.
+    fn fill(self, out: &mut [MaybeUninit<f32>], f: impl Fn(usize, f32) -> f32 + Sync) {
+        let fill = |(c, out): (usize, &mut [MaybeUninit<f32>])| {
+            simd::widest(
+                #[inline(always)]
+                || {
+                    let base = c * CHUNK;
+                    for (j, o) in out.iter_mut().enumerate() {
+                        o.write(f(base + j, self.at(base + j)));
+                    }
+                },
+            )
+        };
+        if out.len() >= PARALLEL_MIN_ELEMENTS {
+            out.par_chunks_mut(CHUNK).enumerate().for_each(fill);
+        } else {
+            out.chunks_mut(CHUNK).enumerate().for_each(fill);
+        }
     }
 }
 
@@ -117,21 +103,21 @@ impl Tensor {
     /// `self * Tensor::dropout_mask(self.shape(), p, seed)`, in one pass and with
     /// no mask tensor. Its gradient is `g.dropout(p, seed)` (the same mask).
     pub fn dropout(&self, p: f32, seed: u64) -> Result<Tensor> {
-        let params = threshold_and_scale("dropout", p)?;
+        let mask = MaskStream::new("dropout", p, seed)?;
         let x = self.contiguous();
         let xs = x.as_slice().unwrap_or_default();
-        // SAFETY: `with_mask` writes every slot.
-        let out = unsafe { filled_by(xs.len(), |o| with_mask(o, params, seed, |i, m| xs[i] * m)) };
+        // SAFETY: `MaskStream::fill` writes every slot.
+        let out = unsafe { filled_by(xs.len(), |o| mask.fill(o, |i, m| xs[i] * m)) };
         Ok(Tensor::from_contiguous(out, self.shape()))
     }
 
     /// An inverted-dropout mask of `shape`: each element is 0 with probability `p`
     /// and `1 / (1 - p)` otherwise, independently, from the stream `seed`.
     pub fn dropout_mask(shape: &[usize], p: f32, seed: u64) -> Result<Tensor> {
-        let params = threshold_and_scale("dropout_mask", p)?;
+        let stream = MaskStream::new("dropout_mask", p, seed)?;
         let len = checked_numel("dropout_mask", shape)?;
-        // SAFETY: `with_mask` writes every slot.
-        let mask = unsafe { filled_by(len, |o| with_mask(o, params, seed, |_, m| m)) };
+        // SAFETY: `MaskStream::fill` writes every slot.
+        let mask = unsafe { filled_by(len, |o| stream.fill(o, |_, m| m)) };
         Ok(Tensor::from_contiguous(mask, shape))
     }
 }
