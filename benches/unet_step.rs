@@ -16,6 +16,7 @@ use ddpm::contract::Contract;
 use ddpm::data::{embedded_mnist, Dataset};
 use ddpm::schedule::NoiseSchedule;
 use ddpm::train::{train_step, LrDecay, TrainOptions};
+use ddpm::unet::UNet;
 use nn::Module;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -84,7 +85,7 @@ impl TrainBench {
 
 /// A model and a batch of noise to denoise, one network evaluation at a time.
 pub struct SampleBench {
-    state: TrainState,
+    model: UNet,
     x: Var,
     t: Vec<usize>,
 }
@@ -94,13 +95,13 @@ impl SampleBench {
     pub fn new(config: &str, batch: usize) -> SampleBench {
         let config = UNetConfig::named(config).expect("a config the spec names");
         let contract = Contract::new(config);
-        let state = TrainState::new(&contract, 2e-4, 0.9999, 0).expect("a valid config");
-        state.model.set_training(false);
+        let model = UNet::new(&contract.config, &mut StdRng::seed_from_u64(0)).expect("a valid config");
+        model.set_training(false);
         let c = &contract.config;
         let shape = [batch, c.in_ch, c.image_size, c.image_size];
         let x = ddpm::diffusion::normal(&shape, &mut StdRng::seed_from_u64(1));
         SampleBench {
-            state,
+            model,
             x: Var::constant(x),
             t: vec![contract.diffusion_steps / 2; batch],
         }
@@ -108,13 +109,6 @@ impl SampleBench {
 
     /// One forward pass under `no_grad`.
     pub fn step(&self) {
-        autograd::no_grad(|| {
-            drop(
-                self.state
-                    .model
-                    .forward(&self.x, &self.t, None)
-                    .expect("valid shapes"),
-            )
-        });
+        autograd::no_grad(|| drop(self.model.forward(&self.x, &self.t, None).expect("valid shapes")));
     }
 }

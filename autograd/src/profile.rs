@@ -10,7 +10,8 @@
 //! Work that is not an op (drawing noise, the optimiser) is timed by the caller
 //! with [`lap`], which also stops it from being charged to the next op.
 //!
-//! Switched off (the default), each op pays one thread-local flag read.
+//! Switched off (the default), each op and each backward rule pays a
+//! thread-local flag read.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -77,9 +78,16 @@ pub fn lap(name: &'static str) {
     }
 }
 
-/// Adds `time` to `name`'s backward line. No-op when profiling is off.
-pub(crate) fn add_backward(name: &'static str, time: Duration) {
-    if is_on() {
+/// A start time for [`add_backward`], taken only while profiling.
+pub(crate) fn timer() -> Option<Instant> {
+    is_on().then(Instant::now)
+}
+
+/// Adds the time since `started` (from [`timer`]) to `name`'s backward line.
+/// No-op when profiling was off.
+pub(crate) fn add_backward(name: &'static str, started: Option<Instant>) {
+    if let Some(started) = started {
+        let time = started.elapsed();
         STATE.with(|s| s.borrow_mut().0.entry(name).or_default().backward += time);
     }
 }

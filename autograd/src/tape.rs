@@ -35,7 +35,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use std::time::Instant;
 
 use tensor::{Result, Tensor, TensorError};
 
@@ -190,10 +189,10 @@ pub(crate) fn backward_from(root: NodeId, root_leaf: Option<&GradCell>, seed: Te
         let Some(g) = grads.remove(&entry.output) else {
             continue;
         };
-        let started = Instant::now();
+        let started = profile::timer();
         let input_grads = (entry.backward)(&g)?;
-        profile::add_backward(entry.op, started.elapsed());
-        let started = Instant::now();
+        profile::add_backward(entry.op, started);
+        let started = profile::timer();
         if input_grads.len() != entry.inputs.len() {
             return Err(TensorError::InvalidArgument {
                 op: "backward",
@@ -225,7 +224,7 @@ pub(crate) fn backward_from(root: NodeId, root_leaf: Option<&GradCell>, seed: Te
                 }
             }
         }
-        profile::add_backward(profile::ACCUMULATE, started.elapsed());
+        profile::add_backward(profile::ACCUMULATE, started);
     }
     profile::reset_clock();
     Ok(())

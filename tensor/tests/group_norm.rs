@@ -11,7 +11,7 @@ use naive::{assert_close, case_of, Nd};
 use proptest::prelude::*;
 use tensor::group_norm::{
     group_norm_act_backward, group_norm_act_forward, group_norm_backward, group_norm_forward, Activation,
-    Dropout,
+    Dropout, GroupNormSaved,
 };
 use tensor::Tensor;
 
@@ -189,7 +189,7 @@ fn check_silu_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]
     let (dx, dgamma, dbeta) =
         group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), Activation::Silu, None).unwrap();
     let (want_dx, want_dgamma, want_dbeta) = naive_backward(*d, &dz, &nx.data, &ng.data);
-    let scale = saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64;
+    let scale = max_rstd(&saved);
     assert_close(&dx.to_vec(), &want_dx, 2e-4 * scale, "silu dx");
     let sum_tol = 2.0 * f64::from(f32::EPSILON) * (d.b * d.hw) as f64;
     assert_close(
@@ -204,6 +204,27 @@ fn check_silu_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]
         f64::max(2e-5, 2.0 * sum_tol),
         "silu dbeta",
     );
+}
+
+/// The gradients `(dx, dgamma, dbeta)` of a fused kernel against those of the
+/// unfused ops, to rounding (`dx` relative to the largest `rstd`, `scale`).
+fn assert_grads_close(fused: &Grads, unfused: &Grads, scale: f64) {
+    for (name, a, b, tol) in [
+        ("dx", &fused.0, &unfused.0, 1e-5 * scale),
+        ("dgamma", &fused.1, &unfused.1, 1e-4),
+        ("dbeta", &fused.2, &unfused.2, 1e-4),
+    ] {
+        let want: Vec<f64> = b.to_vec().iter().map(|&v| f64::from(v)).collect();
+        assert_close(&a.to_vec(), &want, tol, name);
+    }
+}
+
+/// `(dx, dgamma, dbeta)`.
+type Grads = (Tensor, Tensor, Tensor);
+
+/// The largest `rstd` of a forward pass (at least 1): gradients scale with it.
+fn max_rstd(saved: &GroupNormSaved) -> f64 {
+    saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64
 }
 
 /// The fused kernels against the unfused `f32` ops: forward bit for bit (the
@@ -222,15 +243,8 @@ fn check_silu_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]): 
         .unwrap();
     let unfused = group_norm_backward(&dz, x, &saved, d.g, gamma).unwrap();
     let fused = group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), Activation::Silu, None).unwrap();
-    let scale = saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64;
-    for (name, a, b, tol) in [
-        ("dx", &fused.0, &unfused.0, 1e-5 * scale),
-        ("dgamma", &fused.1, &unfused.1, 1e-4),
-        ("dbeta", &fused.2, &unfused.2, 1e-4),
-    ] {
-        let want: Vec<f64> = b.to_vec().iter().map(|&v| f64::from(v)).collect();
-        assert_close(&a.to_vec(), &want, tol, name);
-    }
+    let scale = max_rstd(&saved);
+    assert_grads_close(&fused, &unfused, scale);
 }
 
 /// With dropout fused after the activation (SiLU or none): forward bit for bit
@@ -238,7 +252,7 @@ fn check_silu_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]): 
 fn check_dropout_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]): &Case, seed: u64) {
     let drop = Dropout { p: 0.3, seed };
     let (z, saved) = group_norm_forward(x, d.g, gamma, beta, EPS).unwrap();
-    let scale = saved.rstd.iter().fold(1.0f32, |m, &r| m.max(r)) as f64;
+    let scale = max_rstd(&saved);
     for act in [Activation::Identity, Activation::Silu] {
         let a = if act == Activation::Silu {
             z.silu()
@@ -260,14 +274,7 @@ fn check_dropout_against_unfused((d, _, [(x, _), (gamma, _), (beta, _), (dy, _)]
         };
         let unfused = group_norm_backward(&dz, x, &saved, d.g, gamma).unwrap();
         let fused = group_norm_act_backward(dy, x, &saved, d.g, (gamma, beta), act, Some(drop)).unwrap();
-        for (name, a, b, tol) in [
-            ("dx", &fused.0, &unfused.0, 1e-5 * scale),
-            ("dgamma", &fused.1, &unfused.1, 1e-4),
-            ("dbeta", &fused.2, &unfused.2, 1e-4),
-        ] {
-            let want: Vec<f64> = b.to_vec().iter().map(|&v| f64::from(v)).collect();
-            assert_close(&a.to_vec(), &want, tol, name);
-        }
+        assert_grads_close(&fused, &unfused, scale);
     }
 }
 
@@ -319,7 +326,7 @@ proptest! {
         // ...and the kernel computes it (dy = r for L = sum(y * r)).
         let (_, saved) = group_norm_forward(x, d.g, gamma, beta, EPS).unwrap();
         let (dx, dgamma, dbeta) = group_norm_backward(r, x, &saved, d.g, gamma).unwrap();
-        let scale = saved.rstd.iter().fold(1.0f32, |m, &v| m.max(v)) as f64;
+        let scale = max_rstd(&saved);
         assert_close(&dx.to_vec(), &numeric[0], 1e-3 * scale, "dx vs finite differences");
         assert_close(&dgamma.to_vec(), &numeric[1], 1e-3, "dgamma vs finite differences");
         assert_close(&dbeta.to_vec(), &numeric[2], 1e-3, "dbeta vs finite differences");
@@ -361,7 +368,7 @@ proptest! {
         let (_, saved) = group_norm_act_forward(x, d.g, gamma, beta, EPS, Activation::Silu, None).unwrap();
         let (dx, dgamma, dbeta) =
             group_norm_act_backward(r, x, &saved, d.g, (gamma, beta), Activation::Silu, None).unwrap();
-        let scale = saved.rstd.iter().fold(1.0f32, |m, &v| m.max(v)) as f64;
+        let scale = max_rstd(&saved);
         assert_close(&dx.to_vec(), &numeric[0], 1e-3 * scale, "silu dx vs finite differences");
         assert_close(&dgamma.to_vec(), &numeric[1], 1e-3, "silu dgamma vs finite differences");
         assert_close(&dbeta.to_vec(), &numeric[2], 1e-3, "silu dbeta vs finite differences");
