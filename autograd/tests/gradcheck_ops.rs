@@ -5,7 +5,7 @@ use autograd::gradcheck::{check_gradients, Tolerance};
 use autograd::{Result, Var};
 use proptest::prelude::*;
 use rand::SeedableRng;
-use tensor::conv::Conv2dParams;
+use tensor::conv::{Conv2dParams, PreparedWeights};
 use tensor::Tensor;
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -132,7 +132,11 @@ proptest! {
         let b = random(&[cout], seed + 2);
         let p = Conv2dParams { stride, padding: pad };
         check(|v| v[0].conv2d(&v[1], Some(&v[2]), p), &[x.clone(), w.clone(), b]);
-        check(|v| v[0].conv2d(&v[1], None, p), &[x.clone(), w]);
+        check(|v| v[0].conv2d(&v[1], None, p), &[x.clone(), w.clone()]);
+        // Prepared (constant) weights: gradients to the input and the bias.
+        let prepared = std::rc::Rc::new(PreparedWeights::new(&w, p).unwrap());
+        check(|v| v[0].conv2d_prepared(&prepared, Some(&v[1])), &[x.clone(), random(&[cout], seed + 3)]);
+        check(|v| v[0].conv2d_prepared(&prepared, None), std::slice::from_ref(&x));
         check(|v| v[0].upsample_nearest2d(2), &[x]);
     }
 

@@ -263,3 +263,33 @@ fn fused_norm_silu_dropout_matches_the_layers_in_sequence() {
         }
     }
 }
+
+/// Under `no_grad` a convolution reuses its prepared weight while the weight is
+/// unchanged, and prepares again when the parameter is replaced: its output is
+/// always that of the recording forward pass, bit for bit.
+#[test]
+fn an_inference_convolution_follows_its_weight() {
+    let conv = Conv2d::new(
+        4,
+        5,
+        3,
+        Conv2dParams {
+            stride: 1,
+            padding: 1,
+        },
+        Init::KaimingUniform,
+        &mut rng(11),
+    );
+    let x = Var::constant(random(&[2, 4, 6, 6], 12));
+    let recorded = |conv: &Conv2d| conv.forward(&x).unwrap().value().to_vec();
+    let inferred = |conv: &Conv2d| autograd::no_grad(|| conv.forward(&x).unwrap().value().to_vec());
+    let before = recorded(&conv);
+    assert_eq!(inferred(&conv), before);
+    assert_eq!(inferred(&conv), before, "from the cached preparation");
+    conv.weight.set_value(random(&[5, 4, 3, 3], 13)).unwrap();
+    let after = recorded(&conv);
+    assert_ne!(after, before);
+    assert_eq!(inferred(&conv), after, "the replaced weight is prepared anew");
+    conv.bias.set_value(random(&[5], 14)).unwrap();
+    assert_eq!(inferred(&conv), recorded(&conv), "the bias is read each time");
+}

@@ -181,6 +181,13 @@ impl Tensor {
         Arc::strong_count(&self.storage)
     }
 
+    /// Whether `other` is this tensor: the same storage seen through the same
+    /// layout. Storage is never written while shared, so two such tensors hold
+    /// the same values for as long as both exist.
+    pub fn is_same_view(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage) && self.layout == other.layout
+    }
+
     /// The elements as one row-major slice, when the tensor is contiguous.
     pub fn as_slice(&self) -> Option<&[f32]> {
         self.is_contiguous()

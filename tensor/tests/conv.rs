@@ -3,7 +3,9 @@
 //! the errors for bad shapes.
 
 use proptest::prelude::*;
-use tensor::conv::{conv2d_backward, conv2d_backward_input, conv2d_backward_weight, Conv2dParams};
+use tensor::conv::{
+    conv2d_backward, conv2d_backward_input, conv2d_backward_weight, Conv2dParams, PreparedWeights,
+};
 use tensor::{Tensor, TensorError};
 
 mod naive;
@@ -162,9 +164,8 @@ fn gradients_match_finite_differences() {
 }
 
 /// Outputs and input gradients are bit-identical for any thread count; the weight
-/// gradients, summed per group of images, agree to rounding. Batches smaller
-/// than the thread count (1 and 2 images on 3 threads) split each image's tile
-/// rows across threads on the Winograd path: the same values.
+/// gradients, summed per group of images, agree to rounding; batches of one and
+/// two images included.
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let cases = [
@@ -175,6 +176,7 @@ fn results_do_not_depend_on_the_thread_count() {
         case([2, 6, 14, 14, 5, 3, 3, 1, 1]),
         case([1, 4, 7, 7, 4, 3, 3, 1, 1]),
         case([1, 5, 9, 8, 4, 3, 3, 1, 1]),
+        case([1, 16, 10, 12, 24, 3, 3, 1, 1]),
     ];
     for (i, c) in cases.iter().enumerate() {
         let (x, w, b) = (
@@ -387,4 +389,60 @@ fn upsample_bad_inputs_give_errors() {
         "upsample_nearest2d_backward"
     ));
     assert_eq!(x.upsample_nearest2d_backward(2).unwrap().shape(), &[1, 2, 2, 3]);
+}
+
+/// A prepared weight knows the tensor it came from: the same tensor or a clone
+/// of it (shared storage), not an equal copy, another view, or other params.
+#[test]
+fn prepared_weights_recognise_their_tensor_only() {
+    let params = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
+    let w = tensor(&[4, 4, 3, 3], 3);
+    let prepared = PreparedWeights::new(&w, params).unwrap();
+    assert!(prepared.is_for(&w, params));
+    assert!(prepared.is_for(&w.clone(), params), "a clone shares the storage");
+    let copy = Tensor::from_vec(w.to_vec(), w.shape()).unwrap();
+    assert!(!prepared.is_for(&copy, params), "equal values, another tensor");
+    let view = w.reshape(&[4, 36]).unwrap().reshape(&[4, 4, 3, 3]).unwrap();
+    assert!(prepared.is_for(&view, params), "the same storage and layout");
+    let narrowed = w.narrow(0, 0, 2).unwrap();
+    assert!(!prepared.is_for(&narrowed, params), "another view");
+    let strided = Conv2dParams { stride: 2, ..params };
+    assert!(!prepared.is_for(&w, strided), "other params");
+    assert_eq!(prepared.params(), params);
+    assert_eq!(prepared.weight().to_vec(), w.to_vec());
+}
+
+/// Bad weights are refused when prepared, bad inputs and biases when used.
+#[test]
+fn prepared_weights_refuse_bad_shapes() {
+    let params = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
+    let err = PreparedWeights::new(&tensor(&[4, 4, 3], 1), params).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("weight [Cout, Cin, KH, KW] must have rank 4"),
+        "{err}"
+    );
+    let zero_stride = Conv2dParams {
+        stride: 0,
+        padding: 1,
+    };
+    assert!(PreparedWeights::new(&tensor(&[4, 4, 3, 3], 1), zero_stride).is_err());
+    let prepared = PreparedWeights::new(&tensor(&[4, 4, 3, 3], 1), params).unwrap();
+    let wrong_channels = tensor(&[1, 5, 6, 6], 2).conv2d_prepared(&prepared, None);
+    assert!(
+        matches!(wrong_channels, Err(TensorError::ShapeMismatch { .. })),
+        "{wrong_channels:?}"
+    );
+    let x = tensor(&[1, 4, 6, 6], 2);
+    let bad_bias = x.conv2d_prepared(&prepared, Some(&tensor(&[3], 4)));
+    assert!(
+        matches!(bad_bias, Err(TensorError::ShapeMismatch { .. })),
+        "{bad_bias:?}"
+    );
 }

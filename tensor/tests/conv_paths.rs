@@ -4,9 +4,16 @@
 //! paths, and the tests of one binary run in parallel, so in `tests/conv.rs` it would
 //! change which path other tests take halfway through them.
 
+use std::sync::Mutex;
+
 use rand::SeedableRng;
-use tensor::conv::{conv2d_backward, set_winograd_enabled, winograd_available, Conv2dParams};
+use tensor::conv::{
+    conv2d_backward, set_winograd_enabled, winograd_available, Conv2dParams, PreparedWeights,
+};
 use tensor::Tensor;
+
+/// The tests take turns with the switch.
+static SWITCH: Mutex<()> = Mutex::new(());
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -17,6 +24,7 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
 /// to rounding, and they are not bit-identical, which shows that the Winograd path ran.
 #[test]
 fn winograd_and_im2col_agree() {
+    let _turn = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     let params = Conv2dParams {
         stride: 1,
         padding: 1,
@@ -52,4 +60,49 @@ fn winograd_and_im2col_agree() {
     }
     assert!(winograd_available(), "on by default");
     assert_ne!(fast[..3], plain[..3], "the Winograd path did not run");
+}
+
+/// Prepared weights give `conv2d`'s values bit for bit: on the Winograd path (3x3,
+/// stride 1, padding 1), on im2col (1x1, stride 2, 5x5, 3 input channels), with
+/// and without a bias, at batch 1 and more; and still when the Winograd switch
+/// flips after the weights were prepared (then from the weight itself).
+#[test]
+fn prepared_weights_give_the_plain_convolution_on_both_paths() {
+    let _turn = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let p = |stride, padding| Conv2dParams { stride, padding };
+    let layers = [
+        ([2, 8, 9, 12], [6, 8, 3, 3], p(1, 1)),
+        ([1, 16, 7, 7], [16, 16, 3, 3], p(1, 1)),
+        ([2, 8, 9, 12], [5, 8, 1, 1], p(1, 0)),
+        ([2, 8, 9, 12], [4, 8, 3, 3], p(2, 1)),
+        ([1, 3, 10, 10], [4, 3, 5, 5], p(1, 2)),
+        ([1, 3, 6, 6], [4, 3, 3, 3], p(1, 1)),
+    ];
+    for (i, (xs, ws, params)) in layers.into_iter().enumerate() {
+        let seed = 10 * i as u64;
+        let (x, w, b) = (
+            random(&xs, seed),
+            random(&ws, seed + 1),
+            random(&ws[..1], seed + 2),
+        );
+        for winograd_when_prepared in [true, false] {
+            set_winograd_enabled(winograd_when_prepared);
+            let prepared = PreparedWeights::new(&w, params).unwrap();
+            for winograd_now in [true, false] {
+                set_winograd_enabled(winograd_now);
+                for bias in [Some(&b), None] {
+                    let want = x.conv2d(&w, bias, params).unwrap();
+                    let got = x.conv2d_prepared(&prepared, bias).unwrap();
+                    assert_eq!(got.shape(), want.shape());
+                    assert_eq!(
+                        got.to_vec(),
+                        want.to_vec(),
+                        "layer {i}, Winograd {winograd_when_prepared} -> {winograd_now}, bias {}",
+                        bias.is_some()
+                    );
+                }
+            }
+        }
+    }
+    set_winograd_enabled(true);
 }

@@ -8,7 +8,9 @@
 //! y = upsample_s(x):    dx = each s x s block of g summed (the adjoint of copying)
 //! ```
 
-use tensor::conv::{conv2d_backward, Conv2dParams};
+use std::rc::Rc;
+
+use tensor::conv::{conv2d_backward, conv2d_backward_input, Conv2dParams, PreparedWeights};
 use tensor::Result;
 
 use crate::Var;
@@ -29,6 +31,32 @@ impl Var {
             let mut out = vec![grads.input, w.requires_grad().then_some(grads.weight)];
             if with_bias {
                 out.push(Some(grads.bias));
+            }
+            Ok(out)
+        }))
+    }
+
+    /// [`Var::conv2d`] with weights prepared once (`tensor::conv::PreparedWeights`):
+    /// for inference, where the weights are constants. Gradients flow to `self`
+    /// and `bias` only:
+    ///
+    /// ```text
+    /// dx = conv_transpose(g, w)   db = sum of g over b, h, w   (w: no gradient)
+    /// ```
+    pub fn conv2d_prepared(&self, prepared: &Rc<PreparedWeights>, bias: Option<&Var>) -> Result<Var> {
+        let y = self.value().conv2d_prepared(prepared, bias.map(|b| b.value()))?;
+        let (prepared, x_shape) = (Rc::clone(prepared), self.shape().to_vec());
+        let (need_dx, with_bias) = (self.requires_grad(), bias.is_some());
+        let mut inputs = vec![self];
+        inputs.extend(bias);
+        Ok(Var::from_op(y, "conv2d", &inputs, move |g| {
+            let w = prepared.weight();
+            let dx = need_dx
+                .then(|| conv2d_backward_input(g, w, &x_shape, prepared.params()))
+                .transpose()?;
+            let mut out = vec![dx];
+            if with_bias {
+                out.push(Some(g.sum(&[0, 2, 3], false)?));
             }
             Ok(out)
         }))

@@ -1,8 +1,18 @@
 //! `Conv2d`: a 2-D convolution layer with bias, NCHW.
+//!
+//! Under [`autograd::no_grad`] (sampling, evaluation) the layer keeps its weight
+//! prepared for the convolution kernels (`tensor::conv::PreparedWeights`: the
+//! Winograd-domain filters, or the transposed weight matrix) and reuses it for
+//! as long as the weight is the same tensor, so a fixed model rearranges its
+//! filters once instead of at every evaluation. While recording (training) the
+//! weights change every step and the plain convolution runs.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use autograd::{Parameter, Result, Var};
 use rand::Rng;
-use tensor::conv::Conv2dParams;
+use tensor::conv::{Conv2dParams, PreparedWeights};
 use tensor::Tensor;
 
 use crate::init::{uniform, Init};
@@ -16,6 +26,8 @@ pub struct Conv2d {
     pub bias: Parameter,
     /// Stride and padding.
     pub params: Conv2dParams,
+    /// The weight prepared for inference, from the last `no_grad` forward pass.
+    prepared: RefCell<Option<Rc<PreparedWeights>>>,
 }
 
 impl Conv2d {
@@ -40,12 +52,32 @@ impl Conv2d {
             weight: Parameter::new(weight),
             bias: Parameter::new(bias),
             params,
+            prepared: RefCell::new(None),
         }
     }
 
     /// The convolution of `[B, in, H, W]` plus the bias: `[B, out, H', W']`.
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        x.conv2d(&self.weight.var(), Some(&self.bias.var()), self.params)
+        if autograd::is_recording() {
+            return x.conv2d(&self.weight.var(), Some(&self.bias.var()), self.params);
+        }
+        let prepared = self.prepared()?;
+        x.conv2d_prepared(&prepared, Some(&self.bias.var()))
+    }
+
+    /// The weight prepared for inference: the cached one while the weight is
+    /// the tensor it was prepared from, else prepared anew (and cached).
+    fn prepared(&self) -> Result<Rc<PreparedWeights>> {
+        let weight = self.weight.value();
+        let mut cache = self.prepared.borrow_mut();
+        match cache.as_ref() {
+            Some(p) if p.is_for(&weight, self.params) => Ok(Rc::clone(p)),
+            _ => {
+                let p = Rc::new(PreparedWeights::new(&weight, self.params)?);
+                *cache = Some(Rc::clone(&p));
+                Ok(p)
+            }
+        }
     }
 }
 

@@ -46,8 +46,19 @@ use rows::{col2im_row, im2col_row, kernel_rows};
 
 /// The forward pass on contiguous slices: `[B, Cout, Hout, Wout]`.
 pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let wt = transpose(w, g.cout, g.k());
-    forward_groups(g, x, |xc, yc| forward_group(g, xc, &wt, bias, yc))
+    forward_transposed(g, x, &weight_matrix(w, g.cout, g.k()), bias)
+}
+
+/// The GEMM operand of the forward pass: the weight as `[K, Cout]` (`K = Cin KH
+/// KW`), what [`forward_transposed`] takes.
+pub(super) fn weight_matrix(w: &[f32], cout: usize, k: usize) -> Vec<f32> {
+    transpose(w, cout, k)
+}
+
+/// [`forward`] from the weight already transposed (`wt`, [`weight_matrix`]'s).
+pub(super) fn forward_transposed(g: &Geometry, x: &[f32], wt: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(wt.len(), g.cout * g.k(), "a weight matrix of another shape");
+    forward_groups(g, x, |xc, yc| forward_group(g, xc, wt, bias, yc))
 }
 
 /// The backward pass on contiguous slices: `(dx, dW, db)`, with `dx` present when

@@ -27,6 +27,11 @@
 //! pass each group returns its own partial `dW` and `dbias`, summed at the end.
 //! GEMMs run on the calling thread ([`gemm`](crate::gemm)); all parallelism is
 //! over the batch.
+//!
+//! # Inference
+//!
+//! Each forward pass first rearranges the filters for its path; a model that
+//! does not change can do that once ([`PreparedWeights`], `conv/prepared.rs`).
 
 use std::cell::RefCell;
 
@@ -38,7 +43,10 @@ use crate::reduce::sum_f64;
 use crate::tensor::Tensor;
 
 mod im2col;
+mod prepared;
 mod winograd;
+
+pub use prepared::PreparedWeights;
 
 /// Turns the Winograd F(2x2, 3x3) path for 3x3 convolutions on or off for the
 /// whole process (it is on by default), so that benchmarks and tests can compare

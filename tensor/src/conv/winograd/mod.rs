@@ -88,7 +88,13 @@ pub(super) fn applies(g: &Geometry) -> bool {
 
 /// The geometry part of [`applies`].
 fn applies_to_shape(g: &Geometry) -> bool {
-    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad == 1 && g.cin >= 4 && g.cout >= 4
+    takes_filters([g.cout, g.cin, g.kh, g.kw], g.stride, g.pad)
+}
+
+/// Whether filters of `shape` (`[Cout, Cin, KH, KW]`) with this stride and
+/// padding are the path's: the geometry test, which needs no input size.
+pub(super) fn takes_filters([cout, cin, kh, kw]: [usize; 4], stride: usize, pad: usize) -> bool {
+    kh == 3 && kw == 3 && stride == 1 && pad == 1 && cin >= 4 && cout >= 4
 }
 
 /// The tiling of one output plane: `th x tw` tiles of 2x2 pixels.
@@ -143,8 +149,8 @@ fn blocks(g: &Geometry, t: &Tiling, images: usize) -> impl Iterator<Item = Block
 }
 
 /// `V[xi][o][c] = (G g G^T)[xi]` for the filters `w[o][c]` (`[outer, inner, 3, 3]`),
-/// `[16, outer, inner]`.
-fn weight_transform(w: &[f32], outer: usize, inner: usize) -> Vec<f32> {
+/// `[16, outer, inner]`: what [`forward_transformed`] takes.
+pub(super) fn weight_transform(w: &[f32], outer: usize, inner: usize) -> Vec<f32> {
     let mut v = vec![0.0; XI * outer * inner];
     // (G g)[i][.] for a 3-vector: the rows of G applied to it.
     let g_rows = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
@@ -228,11 +234,18 @@ fn check(g: &Geometry) {
 
 /// Forward pass (`y = conv(x, w) + bias`) on contiguous slices.
 pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    forward_transformed(g, x, &weight_transform(w, g.cout, g.cin), bias)
+}
+
+/// [`forward`] from the filters already transformed (`v`, [`weight_transform`]'s).
+pub(super) fn forward_transformed(g: &Geometry, x: &[f32], v: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     check(g);
-    let v = weight_transform(w, g.cout, g.cin);
-    forward_groups(g, x, |xc, yc| {
-        correlate(g, Channels::forward(g), &v, xc, bias, yc)
-    })
+    assert_eq!(
+        v.len(),
+        XI * g.cout * g.cin,
+        "transformed filters of another shape"
+    );
+    forward_groups(g, x, |xc, yc| correlate(g, Channels::forward(g), v, xc, bias, yc))
 }
 
 /// The sizes of one Winograd correlation: `inner` channels in, `outer` out, of
