@@ -356,16 +356,27 @@ impl Tensor {
     /// with `weight`, `[Cout, Cin, KH, KW]`, plus an optional `bias`, `[Cout]`.
     /// Returns `[B, Cout, Hout, Wout]` with `Hout = (H + 2p - KH) / s + 1`.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, params: Conv2dParams) -> Result<Tensor> {
-        let g = Geometry::new("conv2d", self.shape(), weight.shape(), params)?;
+        let w = weight.contiguous();
+        self.conv2d_with(weight.shape(), params, bias, |g, x, b| {
+            forward(g, x, slice(&w), b)
+        })
+    }
+
+    /// The checks and layout of a forward pass, around `run(geometry, x, bias)`
+    /// on contiguous slices (which returns `[B, Cout, Hout, Wout]`).
+    fn conv2d_with(
+        &self,
+        weight_shape: &[usize],
+        params: Conv2dParams,
+        bias: Option<&Tensor>,
+        run: impl FnOnce(&Geometry, &[f32], Option<&[f32]>) -> Vec<f32>,
+    ) -> Result<Tensor> {
+        let g = Geometry::new("conv2d", self.shape(), weight_shape, params)?;
         if let Some(b) = bias {
             check_shape("conv2d", b.shape(), &[g.cout])?;
         }
-        let (x, w, b) = (
-            self.contiguous(),
-            weight.contiguous(),
-            bias.map(Tensor::contiguous),
-        );
-        let y = forward(&g, slice(&x), slice(&w), b.as_ref().map(slice));
+        let (x, b) = (self.contiguous(), bias.map(Tensor::contiguous));
+        let y = run(&g, slice(&x), b.as_ref().map(slice));
         Ok(Tensor::from_contiguous(y, &g.out_shape()))
     }
 }
