@@ -156,12 +156,10 @@ fn check_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]): &C
         (x.shape(), &[d.c()][..], &[d.c()][..])
     );
     assert_close(&dx.to_vec(), &want_dx, 1e-4 * scale, "dx");
-    // dgamma and dbeta are sums of b * hw terms per channel: an f32 sum of n terms
-    // can be off by about n * eps times the terms' size (|dy| <= 1, |xhat| <~ 4).
     // dgamma's terms hold xhat, whose rounding (that of x - mean) is scaled by
     // rstd like dx's: a group of equal values (variance 0, rstd 1 / sqrt(eps))
     // has xhat exactly 0 in f64 and about 1e-4 in f32.
-    let sum_tol = 2.0 * f64::from(f32::EPSILON) * (d.b * d.hw) as f64;
+    let sum_tol = sum_tolerance(*d);
     assert_close(
         &dgamma.to_vec(),
         &want_dgamma,
@@ -169,6 +167,13 @@ fn check_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]): &C
         "dgamma",
     );
     assert_close(&dbeta.to_vec(), &want_dbeta, f64::max(1e-5, sum_tol), "dbeta");
+}
+
+/// The rounding of `dgamma` and `dbeta`, sums of `b * hw` terms per channel: an
+/// f32 sum of `n` terms can be off by about `n * eps` times the terms' size
+/// (`|dy| <= 1`, `|xhat| <~ 4`).
+fn sum_tolerance(d: Dims) -> f64 {
+    2.0 * f64::from(f32::EPSILON) * (d.b * d.hw) as f64
 }
 
 fn silu(z: f64) -> f64 {
@@ -196,7 +201,7 @@ fn check_silu_against_naive((d, _, [(x, nx), (gamma, ng), (beta, nb), (dy, ndy)]
     // Here dbeta's terms hold silu'(z) too, and z = gamma xhat + beta carries
     // xhat's rounding, scaled by rstd (see check_against_naive): both sums'
     // tolerances scale with it.
-    let sum_tol = 2.0 * f64::from(f32::EPSILON) * (d.b * d.hw) as f64;
+    let sum_tol = sum_tolerance(*d);
     assert_close(
         &dgamma.to_vec(),
         &want_dgamma,
