@@ -45,9 +45,10 @@ fn small_ints(len: usize, seed: u64) -> Vec<f32> {
     data(len, seed).iter().map(|v| (v * 4.0).round()).collect()
 }
 
-/// Tiles with every row count and partial column panel of each level (8 x 32,
-/// 6 x 16 and 6 x 8 tiles), A read through a transposed view, C with padded
-/// rows, beta 0 and 1: small integers, so every sum is exact.
+/// Tiles of every row count (the rows are shared out evenly: 32 rows make
+/// tiles of 5 and 6 at the 6-row levels) and partial column panels of each
+/// level (8 x 32, 6 x 16 and 6 x 8 tiles), A read through a transposed view, C
+/// with padded rows, beta 0 and 1: small integers, so every sum is exact.
 #[test]
 fn the_short_gemm_matches_a_naive_product_at_every_level() {
     at_every_level(|level| {
@@ -59,6 +60,9 @@ fn the_short_gemm_matches_a_naive_product_at_every_level() {
             (17, 40, 70),
             (3, 288, 15),
             (13, 7, 24),
+            (2, 9, 40),
+            (32, 11, 19),
+            (20, 6, 17),
         ] {
             let (a, b) = (small_ints(m * k, 5), small_ints(k * n, 6));
             let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();

@@ -125,11 +125,16 @@ impl Kernel for Product<'_> {
         let (m, k, n) = (a.rows, a.cols, b.cols);
         let (mr, vectors) = tile_shape::<V>();
         let nr = vectors * V::LANES;
+        // The rows are cut into as few tiles as `mr` allows, of as equal sizes as
+        // possible (32 rows at 6 a tile: 5 or 6 each, not five of 6 and one of 2,
+        // whose two broadcasts a row of B feed only 4 FMAs).
+        let row_tiles = m.div_ceil(mr);
         for j in (0..n).step_by(nr) {
             let cols = nr.min(n - j);
-            for i in (0..m).step_by(mr) {
+            for tile_row in 0..row_tiles {
+                let (i, i1) = (tile_row * m / row_tiles, (tile_row + 1) * m / row_tiles);
                 let tile = Tile {
-                    rows: mr.min(m - i),
+                    rows: i1 - i,
                     cols,
                     k,
                     a: a.data[i * a.rs..].as_ptr(),
@@ -141,7 +146,7 @@ impl Kernel for Product<'_> {
                     beta,
                 };
                 // SAFETY: the tile touches A(i + r, kk), B(kk, j + t) and C(i + r, j + t)
-                // for r < rows <= m - i, kk < k and t < cols <= n - j, all elements
+                // for r < rows = i1 - i <= m - i, kk < k and t < cols <= n - j, all elements
                 // of the views, whose constructors checked that every element lies
                 // inside their ranges. The pointers are the tile's first elements
                 // (indices `i * rs + j * cs` inside the range, since the view's
