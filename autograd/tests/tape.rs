@@ -77,6 +77,41 @@ fn saved_tensors_are_freed_by_backward_and_by_clear_tape() {
 }
 
 #[test]
+fn rules_keep_only_the_operand_values_their_gradients_read() {
+    // A value is kept by a rule only while it is on the tape: the handle count
+    // of its storage goes up by the rule's copy. `x + y` and `x - y` read neither
+    // value; `x * c`, `x / c` and `x @ c` with a constant `c` read `c` only.
+    // Each value below starts with one handle, its own `Var`'s.
+    let kept = |v: &Var| v.value().storage_share_count() > 1;
+    let x = Var::leaf(vec3(1.0, 2.0, 3.0));
+    let y = Var::leaf(vec3(4.0, 5.0, 6.0));
+    let c = Var::constant(vec3(0.5, 2.0, 4.0));
+    assert!(!kept(&x) && !kept(&y) && !kept(&c));
+    type Op = fn(&Var, &Var) -> tensor::Result<Var>;
+    for (name, op) in [("add", Var::add as Op), ("sub", Var::sub)] {
+        let z = op(&x, &y).unwrap();
+        assert!(!kept(&x) && !kept(&y), "{name} kept an operand");
+        z.sum_all().unwrap().backward().unwrap();
+    }
+    for (name, op) in [("mul", Var::mul as Op), ("div", Var::div)] {
+        let z = op(&x, &c).unwrap();
+        assert!(!kept(&x), "{name} kept x, which no gradient reads");
+        assert!(kept(&c), "{name} dropped c, which dx reads");
+        z.sum_all().unwrap().backward().unwrap();
+        assert!(!kept(&c), "{name}: backward did not free c");
+    }
+    let (a, m) = (
+        Var::leaf(Tensor::from_vec(vec![1.0, 2.0], &[1, 2]).unwrap()),
+        Var::constant(Tensor::from_vec(vec![3.0, 4.0], &[2, 1]).unwrap()),
+    );
+    let z = a.matmul(&m).unwrap();
+    assert!(!kept(&a) && kept(&m), "matmul keeps exactly the constant");
+    z.sum_all().unwrap().backward().unwrap();
+    // And the gradients are still right: d(a m)/da = m^T.
+    assert_eq!(a.grad().unwrap().to_vec(), vec![3.0, 4.0]);
+}
+
+#[test]
 fn backward_needs_a_scalar_or_a_seed_of_the_right_shape() {
     let x = Var::leaf(vec3(1.0, 2.0, 3.0));
     let y = x.mul_scalar(2.0);

@@ -12,74 +12,60 @@
 //! ```
 //! each then summed back to the operand's shape.
 
-use tensor::{Result, Tensor};
+use tensor::Result;
 
+use super::{value_if, Operand};
 use crate::Var;
-
-/// `g` summed back to `shape` when it needs a gradient.
-fn unbroadcast(g: Tensor, v: &Var) -> Result<Option<Tensor>> {
-    if !v.requires_grad() {
-        return Ok(None);
-    }
-    if g.shape() == v.shape() {
-        return Ok(Some(g));
-    }
-    g.sum_to_shape(v.shape()).map(Some)
-}
 
 impl Var {
     /// `self + other`, broadcasting.
     pub fn add(&self, other: &Var) -> Result<Var> {
         let z = self.value().add(other.value())?;
-        let (a, b) = (self.clone(), other.clone());
+        let (a, b) = (Operand::of(self), Operand::of(other));
         Ok(Var::from_op(z, "add", &[self, other], move |g| {
-            Ok(vec![unbroadcast(g.clone(), &a)?, unbroadcast(g.clone(), &b)?])
+            Ok(vec![
+                a.unbroadcast(|| Ok(g.clone()))?,
+                b.unbroadcast(|| Ok(g.clone()))?,
+            ])
         }))
     }
 
     /// `self - other`, broadcasting.
     pub fn sub(&self, other: &Var) -> Result<Var> {
         let z = self.value().sub(other.value())?;
-        let (a, b) = (self.clone(), other.clone());
+        let (a, b) = (Operand::of(self), Operand::of(other));
         Ok(Var::from_op(z, "sub", &[self, other], move |g| {
-            Ok(vec![unbroadcast(g.clone(), &a)?, unbroadcast(g.neg(), &b)?])
+            Ok(vec![
+                a.unbroadcast(|| Ok(g.clone()))?,
+                b.unbroadcast(|| Ok(g.neg()))?,
+            ])
         }))
     }
 
-    /// `self * other`, broadcasting.
+    /// `self * other`, broadcasting. Each value is kept only if the other
+    /// operand's gradient needs it.
     pub fn mul(&self, other: &Var) -> Result<Var> {
         let z = self.value().mul(other.value())?;
-        let (a, b) = (self.clone(), other.clone());
+        let (a, b) = (Operand::of(self), Operand::of(other));
+        let (a_value, b_value) = (value_if(b.requires_grad, self), value_if(a.requires_grad, other));
         Ok(Var::from_op(z, "mul", &[self, other], move |g| {
-            let da = if a.requires_grad() {
-                unbroadcast(g.mul(b.value())?, &a)?
-            } else {
-                None
-            };
-            let db = if b.requires_grad() {
-                unbroadcast(g.mul(a.value())?, &b)?
-            } else {
-                None
-            };
+            let da = b_value.map(|y| a.sum_back(g.mul(&y)?)).transpose()?;
+            let db = a_value.map(|x| b.sum_back(g.mul(&x)?)).transpose()?;
             Ok(vec![da, db])
         }))
     }
 
-    /// `self / other`, broadcasting.
+    /// `self / other`, broadcasting. Keeps `y` (both gradients divide by it) and
+    /// `z` only if `y` needs a gradient.
     pub fn div(&self, other: &Var) -> Result<Var> {
         let z = self.value().div(other.value())?;
-        let (a, b, zc) = (self.clone(), other.clone(), z.clone());
+        let (a, b) = (Operand::of(self), Operand::of(other));
+        let (b_value, z_value) = (other.value().clone(), b.requires_grad.then(|| z.clone()));
         Ok(Var::from_op(z, "div", &[self, other], move |g| {
-            let da = if a.requires_grad() {
-                unbroadcast(g.div(b.value())?, &a)?
-            } else {
-                None
-            };
-            let db = if b.requires_grad() {
-                unbroadcast(g.mul(&zc)?.div(b.value())?.neg(), &b)?
-            } else {
-                None
-            };
+            let da = a.unbroadcast(|| g.div(&b_value))?;
+            let db = z_value
+                .map(|z| b.sum_back(g.mul(&z)?.div(&b_value)?.neg()))
+                .transpose()?;
             Ok(vec![da, db])
         }))
     }

@@ -8,6 +8,7 @@
 
 use tensor::Result;
 
+use super::{value_if, Operand};
 use crate::Var;
 
 impl Var {
@@ -22,18 +23,11 @@ impl Var {
             });
         }
         let c = self.value().matmul(other.value())?;
-        let (a, b) = (self.clone(), other.clone());
+        let (a, b) = (Operand::of(self), Operand::of(other));
+        let (a_value, b_value) = (value_if(b.requires_grad, self), value_if(a.requires_grad, other));
         Ok(Var::from_op(c, "matmul", &[self, other], move |g| {
-            let da = if a.requires_grad() {
-                Some(g.matmul(&b.value().t()?)?.sum_to_shape(a.shape())?)
-            } else {
-                None
-            };
-            let db = if b.requires_grad() {
-                Some(a.value().t()?.matmul(g)?.sum_to_shape(b.shape())?)
-            } else {
-                None
-            };
+            let da = b_value.map(|b| a.sum_back(g.matmul(&b.t()?)?)).transpose()?;
+            let db = a_value.map(|a| b.sum_back(a.t()?.matmul(g)?)).transpose()?;
             Ok(vec![da, db])
         }))
     }
