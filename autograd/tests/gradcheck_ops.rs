@@ -137,6 +137,13 @@ proptest! {
         let prepared = std::rc::Rc::new(PreparedWeights::new(&w, p).unwrap());
         check(|v| v[0].conv2d_prepared(&prepared, Some(&v[1])), &[x.clone(), random(&[cout], seed + 3)]);
         check(|v| v[0].conv2d_prepared(&prepared, None), std::slice::from_ref(&x));
+        // A fused addend: a residual of the output's shape, or one value per image and channel.
+        let out = x.conv2d(&w, None, p).unwrap().shape().to_vec();
+        let (res, per) = (random(&out, seed + 4), random(&[2, cout, 1, 1], seed + 5));
+        check(|v| v[0].conv2d_add(&v[1], Some(&v[2]), &v[3], p), &[x.clone(), w.clone(), random(&[cout], seed + 6), res.clone()]);
+        check(|v| v[0].conv2d_add(&v[1], None, &v[2], p), &[x.clone(), w.clone(), per.clone()]);
+        check(|v| v[0].conv2d_prepared_add(&prepared, Some(&v[1]), &v[2]), &[x.clone(), random(&[cout], seed + 7), res]);
+        check(|v| v[0].conv2d_prepared_add(&prepared, None, &v[1]), &[x.clone(), per]);
         check(|v| v[0].upsample_nearest2d(2), &[x]);
     }
 
@@ -222,6 +229,34 @@ fn composite_conv_net() {
         random(&[3], 8),
     ];
     check(net, &inputs);
+}
+
+#[test]
+fn conv2d_add_on_the_winograd_path() {
+    // 4 channels in and out, 3x3, stride 1, padding 1: the Winograd output
+    // transform adds the residual or the per-channel addend.
+    let p = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
+    let (x, w, b) = (
+        random(&[2, 4, 5, 6], 1),
+        random(&[4, 4, 3, 3], 2),
+        random(&[4], 3),
+    );
+    check(
+        |v| v[0].conv2d_add(&v[1], Some(&v[2]), &v[3], p),
+        &[x.clone(), w.clone(), b.clone(), random(&[2, 4, 5, 6], 4)],
+    );
+    check(
+        |v| v[0].conv2d_add(&v[1], Some(&v[2]), &v[3], p),
+        &[x.clone(), w.clone(), b.clone(), random(&[2, 4, 1, 1], 5)],
+    );
+    let prepared = std::rc::Rc::new(PreparedWeights::new(&w, p).unwrap());
+    check(
+        |v| v[0].conv2d_prepared_add(&prepared, Some(&v[1]), &v[2]),
+        &[x, b, random(&[2, 4, 5, 6], 6)],
+    );
 }
 
 #[test]

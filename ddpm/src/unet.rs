@@ -86,19 +86,21 @@ impl ResBlock {
     }
 
     /// `skip(x) + conv2(dropout(act(norm2(conv1(act(norm1(x))) + temb_proj(act(temb))))))`.
+    ///
+    /// Both adds are fused into the convolution before them (`Conv2d::forward_add`,
+    /// the same values as a separate add).
     fn forward(&self, x: &Var, temb_act: &Var) -> Result<Var> {
-        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         let t = self.temb_proj.forward(temb_act)?;
         let (b, c) = (t.shape()[0], t.shape()[1]);
-        let h = h.add(&t.reshape(&[b, c, 1, 1])?)?;
         let h = self
-            .conv2
-            .forward(&self.norm2.forward_silu_dropout(&h, &self.dropout)?)?;
+            .conv1
+            .forward_add(&self.norm1.forward_silu(x)?, &t.reshape(&[b, c, 1, 1])?)?;
         let skip = match &self.nin_shortcut {
             Some(nin) => nin.forward(x)?,
             None => x.clone(),
         };
-        skip.add(&h)
+        self.conv2
+            .forward_add(&self.norm2.forward_silu_dropout(&h, &self.dropout)?, &skip)
     }
 
     fn collect_parameters(&self, prefix: &str, out: &mut Vec<(String, Parameter)>) {

@@ -293,3 +293,45 @@ fn an_inference_convolution_follows_its_weight() {
     conv.bias.set_value(random(&[5], 14)).unwrap();
     assert_eq!(inferred(&conv), recorded(&conv), "the bias is read each time");
 }
+
+/// `forward_add` is `forward` plus the addend, bit for bit, recording (with the
+/// gradients of `forward(x).add(addend)`) and under `no_grad` (prepared weights),
+/// for a residual and a per-channel addend.
+#[test]
+fn a_convolution_adds_its_addend_as_a_separate_add_would() {
+    let conv = Conv2d::new(
+        4,
+        5,
+        3,
+        Conv2dParams {
+            stride: 1,
+            padding: 1,
+        },
+        Init::KaimingUniform,
+        &mut rng(21),
+    );
+    let xp = Parameter::new(random(&[2, 4, 6, 6], 22));
+    let x = xp.var();
+    for (i, shape) in [[2, 5, 6, 6], [2, 5, 1, 1]].into_iter().enumerate() {
+        let ap = Parameter::new(random(&shape, 23 + i as u64));
+        let a = ap.var();
+        let want = conv.forward(&x).unwrap().add(&a).unwrap();
+        let got = conv.forward_add(&x, &a).unwrap();
+        assert_eq!(got.value().to_vec(), want.value().to_vec(), "addend {shape:?}");
+        let inferred = autograd::no_grad(|| conv.forward_add(&x, &a).unwrap().value().to_vec());
+        assert_eq!(inferred, want.value().to_vec(), "addend {shape:?}, no_grad");
+        let grads = |forward: &dyn Fn() -> Var| -> Vec<Vec<f32>> {
+            let params = [&xp, &ap, &conv.weight, &conv.bias];
+            params.iter().for_each(|p| p.zero_grad());
+            let y = forward();
+            y.mul(&y).unwrap().sum_all().unwrap().backward().unwrap();
+            params.map(|p| p.grad()).map(|g| g.unwrap().to_vec()).to_vec()
+        };
+        autograd::clear_tape(); // the two graphs above are not differentiated
+        assert_eq!(
+            grads(&|| conv.forward_add(&x, &a).unwrap()),
+            grads(&|| conv.forward(&x).unwrap().add(&a).unwrap()),
+            "addend {shape:?}: gradients"
+        );
+    }
+}

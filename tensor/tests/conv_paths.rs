@@ -106,3 +106,59 @@ fn prepared_weights_give_the_plain_convolution_on_both_paths() {
     }
     set_winograd_enabled(true);
 }
+
+/// `conv2d_add` and `conv2d_prepared_add` give `conv2d(..) + addend` bit for
+/// bit, for a residual (the output's shape) and a `[B, Cout, 1, 1]` addend, with
+/// and without a bias, on the Winograd path (rows narrower than a vector, and
+/// wider with a partial last vector) and on im2col (stride 2, 1x1), with groups
+/// of one image and of several (batch 17: at most 8 groups a thread), at every SIMD
+/// level the CPU has (the Winograd output transform adds it; im2col adds it
+/// after its products).
+#[test]
+fn the_fused_addend_gives_conv2d_plus_the_addend() {
+    let _turn = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let p = |stride, padding| Conv2dParams { stride, padding };
+    let layers = [
+        ([3, 8, 7, 7], [6, 8, 3, 3], p(1, 1)),
+        ([17, 4, 13, 18], [8, 4, 3, 3], p(1, 1)),
+        ([17, 8, 9, 12], [4, 8, 3, 3], p(2, 1)),
+        ([2, 8, 9, 12], [5, 8, 1, 1], p(1, 0)),
+    ];
+    for level in tensor::simd::supported() {
+        tensor::simd::set_level(level).unwrap();
+        for (i, (xs, ws, params)) in layers.into_iter().enumerate() {
+            let seed = 100 + 10 * i as u64;
+            let (x, w, b) = (
+                random(&xs, seed),
+                random(&ws, seed + 1),
+                random(&ws[..1], seed + 2),
+            );
+            let plain = x.conv2d(&w, None, params).unwrap();
+            let out = plain.shape().to_vec();
+            let prepared = PreparedWeights::new(&w, params).unwrap();
+            for addend in [random(&out, seed + 3), random(&[out[0], out[1], 1, 1], seed + 4)] {
+                for bias in [Some(&b), None] {
+                    let want = x.conv2d(&w, bias, params).unwrap().add(&addend).unwrap().to_vec();
+                    let fused = x.conv2d_add(&w, bias, &addend, params).unwrap();
+                    let from_prepared = x.conv2d_prepared_add(&prepared, bias, &addend).unwrap();
+                    let what = format!(
+                        "{level}, layer {i}, addend {:?}, bias {}",
+                        addend.shape(),
+                        bias.is_some()
+                    );
+                    assert_eq!(fused.shape(), &out[..], "{what}");
+                    assert_eq!(fused.to_vec(), want, "{what}");
+                    assert_eq!(from_prepared.to_vec(), want, "{what}, prepared");
+                }
+            }
+            // Any other addend shape is an error that names it.
+            let bad = random(&[out[0], out[1], out[2], 1], seed + 5);
+            let err = x.conv2d_add(&w, None, &bad, params).unwrap_err().to_string();
+            assert!(
+                err.contains("addend") && err.contains(&format!("{:?}", bad.shape())),
+                "{err}"
+            );
+        }
+    }
+    tensor::simd::set_level(tensor::simd::detected()).unwrap();
+}

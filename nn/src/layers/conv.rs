@@ -65,6 +65,17 @@ impl Conv2d {
         x.conv2d_prepared(&prepared, Some(&self.bias.var()))
     }
 
+    /// `forward(x) + addend` in one pass (`Var::conv2d_add`: the same values),
+    /// with `addend` `[B, out, H', W']` (a residual) or `[B, out, 1, 1]` (one value
+    /// per image and channel, such as a projected time embedding).
+    pub fn forward_add(&self, x: &Var, addend: &Var) -> Result<Var> {
+        if autograd::is_recording() {
+            return x.conv2d_add(&self.weight.var(), Some(&self.bias.var()), addend, self.params);
+        }
+        let prepared = self.prepared()?;
+        x.conv2d_prepared_add(&prepared, Some(&self.bias.var()), addend)
+    }
+
     /// The weight prepared for inference: the cached one while the weight is
     /// the tensor it was prepared from, else prepared anew (and cached).
     fn prepared(&self) -> Result<Rc<PreparedWeights>> {

@@ -36,7 +36,7 @@
 //! backward pass shares one im2col per block between `dW` and `dx`. A 1x1
 //! convolution with stride 1 and no padding skips im2col: `C_b` is `x_b` itself.
 
-use super::{backward_groups, bias_grad, forward_groups, with_scratch, Geometry, Partial};
+use super::{backward_groups, bias_grad, forward_groups, with_scratch, Epilogue, Geometry, Partial};
 use crate::gemm::{gemm, MatMut, MatRef};
 use crate::simd;
 
@@ -45,8 +45,8 @@ mod rows;
 use rows::{col2im_row, im2col_row, kernel_rows};
 
 /// The forward pass on contiguous slices: `[B, Cout, Hout, Wout]`.
-pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    forward_transposed(g, x, &weight_matrix(w, g.cout, g.k()), bias)
+pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], epi: Epilogue<'_>) -> Vec<f32> {
+    forward_transposed(g, x, &weight_matrix(w, g.cout, g.k()), epi)
 }
 
 /// The GEMM operand of the forward pass: the weight as `[K, Cout]` (`K = Cin KH
@@ -56,9 +56,12 @@ pub(super) fn weight_matrix(w: &[f32], cout: usize, k: usize) -> Vec<f32> {
 }
 
 /// [`forward`] from the weight already transposed (`wt`, [`weight_matrix`]'s).
-pub(super) fn forward_transposed(g: &Geometry, x: &[f32], wt: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub(super) fn forward_transposed(g: &Geometry, x: &[f32], wt: &[f32], epi: Epilogue<'_>) -> Vec<f32> {
     assert_eq!(wt.len(), g.cout * g.k(), "a weight matrix of another shape");
-    forward_groups(g, x, |xc, yc| forward_group(g, xc, wt, bias, yc))
+    forward_groups(g, x, epi, |xc, epi, yc| {
+        forward_group(g, xc, wt, epi.bias, yc);
+        epi.addend.add_to(g, yc);
+    })
 }
 
 /// The backward pass on contiguous slices: `(dx, dW, db)`, with `dx` present when

@@ -42,9 +42,12 @@ use crate::layout::checked_numel;
 use crate::reduce::sum_f64;
 use crate::tensor::Tensor;
 
+mod epilogue;
 mod im2col;
 mod prepared;
 mod winograd;
+
+use epilogue::{Addend, Epilogue};
 
 pub use prepared::PreparedWeights;
 
@@ -263,17 +266,22 @@ fn bias_grad(g: &Geometry, dy: &[f32]) -> Vec<f32> {
 }
 
 /// The forward pass on contiguous slices, by the path that applies.
-fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+fn forward(g: &Geometry, x: &[f32], w: &[f32], epi: Epilogue<'_>) -> Vec<f32> {
     if winograd::applies(g) {
-        return winograd::forward(g, x, w, bias);
+        return winograd::forward(g, x, w, epi);
     }
-    im2col::forward(g, x, w, bias)
+    im2col::forward(g, x, w, epi)
 }
 
-/// Runs `group(x, y)` on every group of images in parallel, with the group's
-/// slices of the input `x` and of the output, which it must fill; returns the
-/// output, `[B, Cout, Hout, Wout]`.
-fn forward_groups(g: &Geometry, x: &[f32], group: impl Fn(&[f32], &mut [f32]) + Sync) -> Vec<f32> {
+/// Runs `group(x, epilogue, y)` on every group of images in parallel, with the
+/// group's slices of the input `x`, of the epilogue's addend and of the output,
+/// which it must fill; returns the output, `[B, Cout, Hout, Wout]`.
+fn forward_groups(
+    g: &Geometry,
+    x: &[f32],
+    epi: Epilogue<'_>,
+    group: impl Fn(&[f32], Epilogue<'_>, &mut [f32]) + Sync,
+) -> Vec<f32> {
     let mut y = vec![0.0; g.batch * g.image_out()];
     if y.is_empty() {
         return y;
@@ -284,7 +292,7 @@ fn forward_groups(g: &Geometry, x: &[f32], group: impl Fn(&[f32], &mut [f32]) + 
         .for_each(|(i, yc)| {
             let images = yc.len() / g.image_out();
             let xc = &x[i * gi * g.image_in()..][..images * g.image_in()];
-            group(xc, yc);
+            group(xc, epi.images(g, i * gi, images), yc);
         });
     y
 }
@@ -356,27 +364,61 @@ impl Tensor {
     /// with `weight`, `[Cout, Cin, KH, KW]`, plus an optional `bias`, `[Cout]`.
     /// Returns `[B, Cout, Hout, Wout]` with `Hout = (H + 2p - KH) / s + 1`.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, params: Conv2dParams) -> Result<Tensor> {
+        self.conv2d_add_opt(weight, bias, None, params)
+    }
+
+    /// `self.conv2d(weight, bias, params) + addend` (the same values bit for bit)
+    /// in one pass: the addend is added as the output is written. `addend` has
+    /// the output's shape `[B, Cout, Hout, Wout]` (a residual) or `[B, Cout, 1, 1]`
+    /// (one value per image and channel, such as a time embedding).
+    pub fn conv2d_add(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        addend: &Tensor,
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
+        self.conv2d_add_opt(weight, bias, Some(addend), params)
+    }
+
+    /// [`Tensor::conv2d_add`] with the addend optional.
+    fn conv2d_add_opt(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        addend: Option<&Tensor>,
+        params: Conv2dParams,
+    ) -> Result<Tensor> {
         let w = weight.contiguous();
-        self.conv2d_with(weight.shape(), params, bias, |g, x, b| {
-            forward(g, x, slice(&w), b)
+        self.conv2d_with(weight.shape(), params, bias, addend, |g, x, epi| {
+            forward(g, x, slice(&w), epi)
         })
     }
 
-    /// The checks and layout of a forward pass, around `run(geometry, x, bias)`
+    /// The checks and layout of a forward pass, around `run(geometry, x, epilogue)`
     /// on contiguous slices (which returns `[B, Cout, Hout, Wout]`).
     fn conv2d_with(
         &self,
         weight_shape: &[usize],
         params: Conv2dParams,
         bias: Option<&Tensor>,
-        run: impl FnOnce(&Geometry, &[f32], Option<&[f32]>) -> Vec<f32>,
+        addend: Option<&Tensor>,
+        run: impl FnOnce(&Geometry, &[f32], Epilogue<'_>) -> Vec<f32>,
     ) -> Result<Tensor> {
         let g = Geometry::new("conv2d", self.shape(), weight_shape, params)?;
         if let Some(b) = bias {
             check_shape("conv2d", b.shape(), &[g.cout])?;
         }
         let (x, b) = (self.contiguous(), bias.map(Tensor::contiguous));
-        let y = run(&g, slice(&x), b.as_ref().map(slice));
+        let a = addend.map(Tensor::contiguous);
+        let epi = Epilogue {
+            bias: b.as_ref().map(slice),
+            addend: match &a {
+                Some(a) => Addend::new(&g, a.shape(), slice(a))?,
+                None => Addend::None,
+            },
+        };
+        let y = run(&g, slice(&x), epi);
         Ok(Tensor::from_contiguous(y, &g.out_shape()))
     }
 }

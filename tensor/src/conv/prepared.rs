@@ -86,12 +86,35 @@ impl Tensor {
     /// [`Tensor::conv2d`] with prepared weights: the same values, without
     /// rearranging the filters again.
     pub fn conv2d_prepared(&self, prepared: &PreparedWeights, bias: Option<&Tensor>) -> Result<Tensor> {
+        self.conv2d_prepared_add_opt(prepared, bias, None)
+    }
+
+    /// [`Tensor::conv2d_add`] from prepared weights: `conv2d_prepared(prepared,
+    /// bias) + addend` in one pass, the same values bit for bit.
+    pub fn conv2d_prepared_add(
+        &self,
+        prepared: &PreparedWeights,
+        bias: Option<&Tensor>,
+        addend: &Tensor,
+    ) -> Result<Tensor> {
+        self.conv2d_prepared_add_opt(prepared, bias, Some(addend))
+    }
+
+    /// [`Tensor::conv2d_prepared_add`] with the addend optional.
+    fn conv2d_prepared_add_opt(
+        &self,
+        prepared: &PreparedWeights,
+        bias: Option<&Tensor>,
+        addend: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (weight, params) = (&prepared.weight, prepared.params);
-        self.conv2d_with(weight.shape(), params, bias, |g, x, b| match &prepared.filters {
-            Filters::Winograd(v) if winograd::applies(g) => winograd::forward_transformed(g, x, v, b),
-            Filters::Im2col(wt) if !winograd::applies(g) => im2col::forward_transposed(g, x, wt, b),
-            // The Winograd path was switched on or off since: from the weight itself.
-            _ => super::forward(g, x, slice(weight), b),
+        self.conv2d_with(weight.shape(), params, bias, addend, |g, x, e| {
+            match &prepared.filters {
+                Filters::Winograd(v) if winograd::applies(g) => winograd::forward_transformed(g, x, v, e),
+                Filters::Im2col(wt) if !winograd::applies(g) => im2col::forward_transposed(g, x, wt, e),
+                // The Winograd path was switched on or off since: from the weight itself.
+                _ => super::forward(g, x, slice(weight), e),
+            }
         })
     }
 }

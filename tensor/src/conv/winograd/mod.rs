@@ -55,7 +55,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{backward_groups, bias_grad, forward_groups, with_scratch, Geometry, Partial};
+use super::{backward_groups, bias_grad, forward_groups, with_scratch, Epilogue, Geometry, Partial};
 use crate::gemm::{gemm, MatMut, MatRef};
 use crate::simd::{self, Kernel, Vector};
 
@@ -232,20 +232,22 @@ fn check(g: &Geometry) {
     );
 }
 
-/// Forward pass (`y = conv(x, w) + bias`) on contiguous slices.
-pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    forward_transformed(g, x, &weight_transform(w, g.cout, g.cin), bias)
+/// Forward pass (`y = conv(x, w) + bias + addend`) on contiguous slices.
+pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], epi: Epilogue<'_>) -> Vec<f32> {
+    forward_transformed(g, x, &weight_transform(w, g.cout, g.cin), epi)
 }
 
 /// [`forward`] from the filters already transformed (`v`, [`weight_transform`]'s).
-pub(super) fn forward_transformed(g: &Geometry, x: &[f32], v: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub(super) fn forward_transformed(g: &Geometry, x: &[f32], v: &[f32], epi: Epilogue<'_>) -> Vec<f32> {
     check(g);
     assert_eq!(
         v.len(),
         XI * g.cout * g.cin,
         "transformed filters of another shape"
     );
-    forward_groups(g, x, |xc, yc| correlate(g, Channels::forward(g), v, xc, bias, yc))
+    forward_groups(g, x, epi, |xc, epi, yc| {
+        correlate(g, Channels::forward(g), v, xc, epi, yc)
+    })
 }
 
 /// The sizes of one Winograd correlation: `inner` channels in, `outer` out, of
@@ -272,10 +274,10 @@ impl Channels {
     }
 }
 
-/// `out = correlate(src, filters) + bias` for one group of images, with the
+/// `out = correlate(src, filters) + bias + addend` for one group of images, with the
 /// filters already transformed (`v`, `[16, outer, inner]`): `src` is
 /// `[images, inner, h, w]` and `out` `[images, outer, h, w]`.
-fn correlate(g: &Geometry, ch: Channels, v: &[f32], src: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+fn correlate(g: &Geometry, ch: Channels, v: &[f32], src: &[f32], epi: Epilogue<'_>, out: &mut [f32]) {
     let t = Tiling::new(g);
     let images = out.len() / (ch.outer * g.hw_out());
     let max_tiles = t.rows_per_block(g, images * t.th) * t.tw;
@@ -286,7 +288,7 @@ fn correlate(g: &Geometry, ch: Channels, v: &[f32], src: &[f32], bias: Option<&[
             ch,
             v,
             src,
-            bias,
+            epi,
             out,
             images,
             u,
@@ -303,7 +305,7 @@ struct Correlate<'a> {
     ch: Channels,
     v: &'a [f32],
     src: &'a [f32],
-    bias: Option<&'a [f32]>,
+    epi: Epilogue<'a>,
     out: &'a mut [f32],
     images: usize,
     u: &'a mut [f32],
@@ -321,7 +323,7 @@ impl Kernel for Correlate<'_> {
             ch,
             v,
             src,
-            bias,
+            epi,
             out,
             images,
             u,
@@ -332,7 +334,7 @@ impl Kernel for Correlate<'_> {
             let (u, m) = (&mut u[..XI * ch.inner * n], &mut m[..XI * ch.outer * n]);
             transforms::input(vec, g, &t, blk, ch.inner, src, u);
             products(v, u, m, (ch.outer, ch.inner, n), 0.0);
-            transforms::output(vec, g, &t, blk, ch.outer, m, bias, out);
+            transforms::output(vec, g, &t, blk, ch.outer, m, epi, out);
         }
     }
 }
@@ -354,7 +356,7 @@ pub(super) fn backward(
     let dv_len = if x.is_some() { XI * g.cout * g.cin } else { 0 };
     let (dx, dv, db) = backward_groups(g, x, dy, need_dx, dv_len, |xc, dyc, dxc| {
         if let Some(dxc) = dxc {
-            correlate(g, Channels::input_grad(g), &wt, dyc, None, dxc);
+            correlate(g, Channels::input_grad(g), &wt, dyc, Epilogue::default(), dxc);
         }
         Partial {
             dw: xc.map_or_else(Vec::new, |xc| weight_products(g, xc, dyc)),

@@ -15,7 +15,7 @@
 //! from `LANES` planes.
 
 use super::{Block, Tiling, XI};
-use crate::conv::Geometry;
+use crate::conv::{Addend, Epilogue, Geometry};
 use crate::simd::Vector;
 
 /// A set of lanes for a load or a store, and whether it is all of them (then
@@ -293,9 +293,10 @@ pub(super) fn grad<V: Vector>(
     }
 }
 
-/// Writes `out[img][o][2 ti + a][2 tj + b] = (A^T M A)[a][b] + bias[o]` for every
-/// channel `o < channels` and tile of the block, `m` being `[16, channels, tiles]`
-/// and `out` `[images, channels, oh, ow]`.
+/// Writes `out[img][o][2 ti + a][2 tj + b] = ((A^T M A)[a][b] + bias[o]) + addend`
+/// for every channel `o < channels` and tile of the block, `m` being `[16,
+/// channels, tiles]` and `out` `[images, channels, oh, ow]`; the epilogue's
+/// addend (`conv/epilogue.rs`) is `addend[img][o]` or `addend[img][o][y][x]`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn output<V: Vector>(
@@ -305,7 +306,7 @@ pub(super) fn output<V: Vector>(
     blk: Block,
     channels: usize,
     m: &[f32],
-    bias: Option<&[f32]>,
+    epi: Epilogue<'_>,
     out: &mut [f32],
 ) {
     let (oh, ow, n) = (g.oh, g.ow, blk.tiles(t));
@@ -313,10 +314,16 @@ pub(super) fn output<V: Vector>(
     // (A^T x) for a 4-vector: [x0 + x1 + x2, x1 - x2 - x3].
     let at = |x: [V::Reg; 4]| [v.add(v.add(x[0], x[1]), x[2]), v.sub(v.sub(x[1], x[2]), x[3])];
     for o in 0..channels {
-        let b = v.splat(bias.map_or(0.0, |b| b[o]));
+        let b = v.splat(epi.bias.map_or(0.0, |b| b[o]));
         for r in blk.r0..blk.r1 {
             let (img, ti) = (r / t.th, r % t.th);
-            let plane = &mut out[(img * channels + o) * oh * ow..][..oh * ow];
+            let at_plane = (img * channels + o) * oh * ow;
+            let plane = &mut out[at_plane..][..oh * ow];
+            let (per_channel, residual) = match epi.addend {
+                Addend::None => (None, None),
+                Addend::PerChannel(a) => (Some(v.splat(a[img * channels + o])), None),
+                Addend::Full(a) => (None, Some(&a[at_plane..][..oh * ow])),
+            };
             for chunk in &chunks {
                 let col = (r - blk.r0) * t.tw + chunk.tj0;
                 // SAFETY: the tile lanes of `chunk` end at `col + tw - tj0 <= n`.
@@ -332,7 +339,11 @@ pub(super) fn output<V: Vector>(
                     if y >= oh {
                         continue;
                     }
-                    let (lo, hi) = v.interleave(v.add(y0, b), v.add(y1, b));
+                    let (mut y0, mut y1) = (v.add(y0, b), v.add(y1, b));
+                    if let Some(a) = per_channel {
+                        (y0, y1) = (v.add(y0, a), v.add(y1, a));
+                    }
+                    let (lo, hi) = v.interleave(y0, y1);
                     for (q, half) in [lo, hi].into_iter().enumerate() {
                         let x = 2 * chunk.tj0 + q * V::LANES;
                         if x >= ow {
@@ -349,9 +360,14 @@ pub(super) fn output<V: Vector>(
                         } else {
                             chunk.output[q]
                         };
-                        // SAFETY: the lanes end inside the plane: the whole vector
-                        // by the check above, or `chunk.output[q]`, the lanes of
-                        // row `y` (`ow` wide) from column `x`.
+                        // SAFETY (the load and the store): the lanes end inside the
+                        // plane, and the residual's plane is as long: the whole
+                        // vector by the check above, or `chunk.output[q]`, the
+                        // lanes of row `y` (`ow` wide) from column `x`.
+                        let half = match residual {
+                            Some(res) => v.add(half, unsafe { load(v, res, start as isize, lanes) }),
+                            None => half,
+                        };
                         unsafe { store(v, plane, start, lanes, half) };
                     }
                 }
