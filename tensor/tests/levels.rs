@@ -185,38 +185,49 @@ fn check_finite_differences(c: &Case, level: Level) {
 }
 
 /// Both paths at every level compute the same convolution to rounding; with
-/// Winograd on they are not bit-identical, which shows that it ran.
+/// Winograd on they are not bit-identical, which shows that it ran. The second
+/// layer is wide (288 + 280 channels): its Winograd blocks are sized to fill one
+/// GEMM panel rather than by the cache budget, spanning both images at AVX-512.
 #[test]
 fn winograd_and_im2col_agree_at_every_level() {
     let params = Conv2dParams {
         stride: 1,
         padding: 1,
     };
-    let (x, w, b, dy) = (
-        tensor(&[3, 16, 13, 18], 1),
-        tensor(&[8, 16, 3, 3], 2),
-        tensor(&[8], 3),
-        tensor(&[3, 8, 13, 18], 4),
-    );
-    let run = |winograd: bool| {
-        set_winograd_enabled(winograd);
-        let y = x.conv2d(&w, Some(&b), params).unwrap();
-        let g = conv2d_backward(&x, &w, &dy, params, true).unwrap();
-        set_winograd_enabled(true);
-        [y.to_vec(), g.input.unwrap().to_vec(), g.weight.to_vec()]
-    };
-    at_every_level(|level| {
-        let (plain, fast) = (run(false), run(true));
-        for (what, (f, p)) in ["y", "dx", "dw"].iter().zip(fast.iter().zip(&plain)) {
-            for (i, (&f, &p)) in f.iter().zip(p).enumerate() {
-                assert!(
-                    (f - p).abs() <= 1e-4 * (1.0 + p.abs()),
-                    "{level}: {what}[{i}]: winograd {f}, im2col {p}"
+    for (case, ([b, cin, h, w], cout)) in [([3, 16, 13, 18], 8), ([2, 288, 6, 10], 280)]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 10 * case as u64;
+        let (x, wt, bias, dy) = (
+            tensor(&[b, cin, h, w], seed + 1),
+            tensor(&[cout, cin, 3, 3], seed + 2),
+            tensor(&[cout], seed + 3),
+            tensor(&[b, cout, h, w], seed + 4),
+        );
+        let run = |winograd: bool| {
+            set_winograd_enabled(winograd);
+            let y = x.conv2d(&wt, Some(&bias), params).unwrap();
+            let g = conv2d_backward(&x, &wt, &dy, params, true).unwrap();
+            set_winograd_enabled(true);
+            [y.to_vec(), g.input.unwrap().to_vec(), g.weight.to_vec()]
+        };
+        at_every_level(|level| {
+            let (plain, fast) = (run(false), run(true));
+            for (what, (f, p)) in ["y", "dx", "dw"].iter().zip(fast.iter().zip(&plain)) {
+                for (i, (&f, &p)) in f.iter().zip(p).enumerate() {
+                    assert!(
+                        (f - p).abs() <= 1e-4 * (1.0 + p.abs()),
+                        "{level}, case {case}: {what}[{i}]: winograd {f}, im2col {p}"
+                    );
+                }
+                assert_ne!(
+                    f, p,
+                    "{level}, case {case}: {what}: the Winograd path did not run"
                 );
             }
-            assert_ne!(f, p, "{level}: {what}: the Winograd path did not run");
-        }
-    });
+        });
+    }
 }
 
 /// Maps, broadcasting zips, reductions and softmax against `f64` loops, on a

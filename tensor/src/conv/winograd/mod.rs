@@ -113,13 +113,19 @@ impl Tiling {
     }
 
     /// Tile rows per block (of `rows` in all): as many as keep the block's
-    /// transformed input and products within [`BLOCK_FLOATS`], then fewer until
-    /// the tiles fill at least 90% of the GEMM kernel's panels (two vectors wide).
+    /// transformed input and products within [`BLOCK_FLOATS`], but at least as
+    /// many as fill one of the GEMM kernel's panels (two vectors wide), then fewer
+    /// until the tiles fill at least 90% of the panels. Without that floor, layers
+    /// of many channels got blocks of a few tiles: 8 of a panel's 32 columns at
+    /// 16x16 with 512 + 256 channels, where the GEMMs ran at a quarter of their width.
     fn rows_per_block(&self, g: &Geometry, rows: usize) -> usize {
         let per_row = XI * (g.cin + g.cout) * self.tw;
         let panel = crate::gemm::short::panel_width();
         let fill = |r: usize| (r * self.tw) as f64 / ((r * self.tw).div_ceil(panel) * panel) as f64;
-        let most = (BLOCK_FLOATS / per_row.max(1)).clamp(1, rows.max(1));
+        let one_panel = panel.div_ceil(self.tw.max(1));
+        let most = (BLOCK_FLOATS / per_row.max(1))
+            .max(one_panel)
+            .clamp(1, rows.max(1));
         (1..=most).rev().find(|&r| fill(r) >= 0.9).unwrap_or(most)
     }
 }
@@ -193,13 +199,15 @@ fn weight_grad(dvt: &[f32], cout: usize, cin: usize) -> Vec<f32> {
             0.5 * (m[1] + m[2]) + m[3],
         ]
     };
-    for oc in 0..n {
-        let (o, c) = (oc / cin, oc % cin);
-        let m = |i: usize, j: usize| dvt[(i * 4 + j) * n + c * cout + o];
+    // In `dV^T`'s order (o fastest), so that its 16 planes are read sequentially.
+    for co in 0..n {
+        let (c, o) = (co / cout, co % cout);
+        let m = |i: usize, j: usize| dvt[(i * 4 + j) * n + co];
         let cols: [[f32; 3]; 4] = std::array::from_fn(|j| gt([m(0, j), m(1, j), m(2, j), m(3, j)]));
+        let filter = &mut dw[(o * cin + c) * 9..][..9];
         for u in 0..3 {
             let row = gt([cols[0][u], cols[1][u], cols[2][u], cols[3][u]]);
-            dw[oc * 9 + u * 3..][..3].copy_from_slice(&row);
+            filter[u * 3..][..3].copy_from_slice(&row);
         }
     }
     dw
