@@ -221,6 +221,14 @@ impl Tensor {
         Tensor::scalar(sum_f64(dense.as_slice().unwrap_or_default()) as f32)
     }
 
+    /// The sum of the squares of all elements, in `f64` (vectorised `f32`
+    /// blocks, as every sum here): the squared L2 norm, as gradient clipping
+    /// needs it, without a copy of a contiguous tensor.
+    pub fn sum_squares(&self) -> f64 {
+        let dense = self.contiguous();
+        sum_map_f64(dense.as_slice().unwrap_or_default(), |v| v * v)
+    }
+
     /// The mean over `axes` (NaN when they hold no elements).
     pub fn mean(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
         self.reduce_rows("mean", axes, keepdim, false, |r| {

@@ -259,6 +259,19 @@ fn element_wise_loops_and_reductions_match_naive_loops_at_every_level() {
             (got - sum).abs() < 1e-3 * (1.0 + sum.abs()),
             "{level}: sum {got} vs {sum}"
         );
+        let squares: f64 = v.iter().map(|&x| x as f64 * x as f64).sum();
+        let got = t.sum_squares();
+        assert!(
+            (got - squares).abs() < 1e-6 * squares,
+            "{level}: sum of squares {got} vs {squares}"
+        );
+        // A transposed (non-contiguous) view has the same squares.
+        let m_squares: f64 = m.to_vec().iter().map(|&x| x as f64 * x as f64).sum();
+        let got = m.t().unwrap().sum_squares();
+        assert!(
+            (got - m_squares).abs() < 1e-6 * m_squares,
+            "{level}: transposed sum of squares {got} vs {m_squares}"
+        );
         let added = m.add(&row).unwrap().to_vec();
         for (i, &g) in added.iter().enumerate() {
             close(g, m.to_vec()[i] as f64 + row.to_vec()[i % 7] as f64, "add", i);

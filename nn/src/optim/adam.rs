@@ -127,14 +127,18 @@ impl Optimizer for Adam {
             (wd, 1.0)
         };
         for ((p, m), v) in self.params.iter().zip(&mut self.m).zip(&mut self.v) {
-            update(p, |w, g| {
-                for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                    let g = g + l2 * *w;
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *w = *w * shrink - lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
-                }
-            })?;
+            update(
+                p,
+                #[inline(always)]
+                |w, g| {
+                    for (((w, m), v), &g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                        let g = g + l2 * *w;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *w = *w * shrink - lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+                    }
+                },
+            )?;
         }
         Ok(())
     }

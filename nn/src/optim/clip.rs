@@ -12,11 +12,7 @@ use tensor::Tensor;
 /// `g <- g * max_norm / norm`: the direction is kept, only the step shrinks.
 pub fn clip_grad_norm(params: &[Parameter], max_norm: f32) -> Result<f32> {
     let grads: Vec<Option<Tensor>> = params.iter().map(Parameter::grad).collect();
-    let sq: f64 = grads
-        .iter()
-        .flatten()
-        .map(|g| g.to_vec().iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-        .sum();
+    let sq: f64 = grads.iter().flatten().map(Tensor::sum_squares).sum();
     let norm = sq.sqrt() as f32;
     if norm.is_finite() && norm > max_norm {
         let scale = max_norm / (norm + 1e-6);

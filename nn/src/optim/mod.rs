@@ -36,10 +36,23 @@ pub trait Optimizer {
 
 /// Updates `p` in place with `rule(weights, gradient)`, both row-major; a
 /// parameter without a gradient is left alone. The weights' buffer is reused when
-/// nothing else holds it.
+/// nothing else holds it, a contiguous gradient is read where it is, and the
+/// rule runs compiled for the widest SIMD level (`tensor::simd::widest`), so its
+/// loop is vectorised with that level's instructions.
 fn update(p: &Parameter, rule: impl FnOnce(&mut [f32], &[f32])) -> Result<()> {
     let Some(g) = p.grad() else { return Ok(()) };
     let mut w = p.value().into_vec();
-    rule(&mut w, &g.to_vec());
+    let copied;
+    let g = match g.as_slice() {
+        Some(g) => g,
+        None => {
+            copied = g.to_vec();
+            &copied
+        }
+    };
+    tensor::simd::widest(
+        #[inline(always)]
+        || rule(&mut w, g),
+    );
     p.set_value(tensor::Tensor::from_vec(w, &p.shape())?)
 }
