@@ -177,6 +177,8 @@ fn results_do_not_depend_on_the_thread_count() {
         case([1, 4, 7, 7, 4, 3, 3, 1, 1]),
         case([1, 5, 9, 8, 4, 3, 3, 1, 1]),
         case([1, 16, 10, 12, 24, 3, 3, 1, 1]),
+        // Wide for its planes: the weight gradient's groups hold several images.
+        case([6, 40, 4, 4, 40, 3, 3, 1, 1]),
     ];
     for (i, c) in cases.iter().enumerate() {
         let (x, w, b) = (

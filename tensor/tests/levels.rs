@@ -188,16 +188,16 @@ fn check_finite_differences(c: &Case, level: Level) {
 /// Winograd on they are not bit-identical, which shows that it ran. The second
 /// layer is wide (288 + 280 channels): its Winograd blocks are sized to fill one
 /// GEMM panel rather than by the cache budget, spanning both images at AVX-512.
+/// The third is wide for its 4x4 planes: its weight gradient takes groups of
+/// several images (three of six on two threads).
 #[test]
 fn winograd_and_im2col_agree_at_every_level() {
     let params = Conv2dParams {
         stride: 1,
         padding: 1,
     };
-    for (case, ([b, cin, h, w], cout)) in [([3, 16, 13, 18], 8), ([2, 288, 6, 10], 280)]
-        .into_iter()
-        .enumerate()
-    {
+    let cases = [([3, 16, 13, 18], 8), ([2, 288, 6, 10], 280), ([6, 40, 4, 4], 40)];
+    for (case, ([b, cin, h, w], cout)) in cases.into_iter().enumerate() {
         let seed = 10 * case as u64;
         let (x, wt, bias, dy) = (
             tensor(&[b, cin, h, w], seed + 1),
