@@ -8,6 +8,7 @@
 //! cargo run --release --bin quickbench -- conv --simd avx2      # a lower SIMD level (or TENSOR_SIMD=avx2)
 //! cargo run --release --bin quickbench -- step               # mnist-small training and sampling steps
 //! cargo run --release --bin quickbench -- step --config cifar10 --batch 8 --threads 1
+//! cargo run --release --bin quickbench -- cifar10            # cifar10's convolutions and attention products
 //! cargo run --release --features mm-threading --bin quickbench -- raw-threaded
 //! ```
 //!
@@ -96,15 +97,52 @@ fn matmul_table(all: usize, reps: usize) {
     }
 }
 
-fn conv_table(all: usize, reps: usize) {
-    println!("\n## conv2d 3x3, stride 1, padding 1 (GFLOP/s)\n");
+/// The `cifar10` config's 3x3 convolutions at batch 8, one of each distinct
+/// shape: the four levels (128 channels at 32x32, 256 below) and the widest
+/// inputs of the up path (the concatenations: 384 -> 128 at 32x32, 512 -> 256
+/// at 16x16).
+const CIFAR_CONV_SHAPES: [([usize; 4], usize); 6] = [
+    ([8, 128, 32, 32], 128),
+    ([8, 256, 16, 16], 256),
+    ([8, 256, 8, 8], 256),
+    ([8, 256, 4, 4], 256),
+    ([8, 384, 32, 32], 128),
+    ([8, 512, 16, 16], 256),
+];
+
+/// `cifar10`'s attention products at 16x16 (256 positions, 256 channels, one
+/// head) for a batch of 8: `q k^T` and `softmax(.) v`, as batched
+/// `[8, 256, 256] x [8, 256, 256]` matmuls, and the q/k/v projection of all
+/// positions, `[2048, 256] x [256, 256]`.
+const CIFAR_MATMUL_SHAPES: [(usize, usize, usize, usize); 2] = [(8, 256, 256, 256), (1, 2048, 256, 256)];
+
+/// The `cifar10` section: its convolutions and attention products.
+fn cifar_tables(all: usize, reps: usize) {
+    conv_table("conv2d 3x3 of cifar10, batch 8", &CIFAR_CONV_SHAPES, all, reps);
+    println!("\n## cifar10 attention matmuls (GFLOP/s, Tensor::matmul)\n");
+    println!("| batch x m x k x n | 1 thread | {all} threads | scaling |");
+    println!("|---|---|---|---|");
+    for &(batch, m, k, n) in &CIFAR_MATMUL_SHAPES {
+        let flops = 2.0 * (batch * m * k * n) as f64;
+        let (a, b) = (random(&[batch, m, k], 1), random(&[batch, k, n], 2));
+        let product = || drop(a.matmul(&b).expect("shapes agree"));
+        let (one, many) = (gflops(1, reps, flops, product), gflops(all, reps, flops, product));
+        println!(
+            "| {batch}x{m}x{k}x{n} | {one:.1} | {many:.1} | {:.2}x |",
+            many / one
+        );
+    }
+}
+
+fn conv_table(title: &str, shapes: &[([usize; 4], usize)], all: usize, reps: usize) {
+    println!("\n## {title}, stride 1, padding 1 (GFLOP/s)\n");
     println!("| input -> Cout | fwd, 1 thread | fwd, {all} | fwd+bwd, 1 thread | fwd+bwd, {all} | scaling (fwd+bwd) |");
     println!("|---|---|---|---|---|---|");
     let params = Conv2dParams {
         stride: 1,
         padding: 1,
     };
-    for &(shape, cout) in &CONV_SHAPES {
+    for &(shape, cout) in shapes {
         let [b, cin, h, w] = shape;
         let x = random(&shape, 3);
         let wt = random(&[cout, cin, 3, 3], 4);
@@ -199,7 +237,7 @@ fn raw_threaded_table(reps: usize) {
     }
 }
 
-const USAGE: &str = "usage: quickbench [matmul|conv|all|step|raw-threaded] [--reps N] [--threads N] \
+const USAGE: &str = "usage: quickbench [matmul|conv|all|step|cifar10|raw-threaded] [--reps N] [--threads N] \
                      [--simd avx512|avx2|scalar] [--no-short] [--no-winograd] [--config NAME] [--batch N]";
 
 /// Exits with status 2 and the usage after `msg`.
@@ -243,7 +281,7 @@ fn main() {
             }
             "--no-short" => tensor::gemm::short::set_enabled(false),
             "--no-winograd" => tensor::conv::set_winograd_enabled(false),
-            "matmul" | "conv" | "all" | "step" | "raw-threaded" => what = arg,
+            "matmul" | "conv" | "all" | "step" | "cifar10" | "raw-threaded" => what = arg,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -283,7 +321,10 @@ fn main() {
         matmul_table(all, reps);
     }
     if what == "conv" || what == "all" {
-        conv_table(all, reps);
+        conv_table("conv2d 3x3", &CONV_SHAPES, all, reps);
+    }
+    if what == "cifar10" {
+        cifar_tables(all, reps);
     }
     if what == "step" {
         ddpm::app::keep_freed_memory();
