@@ -10,7 +10,9 @@
 //! y[b, o, i, j] = bias[o] + sum_{c, u, v} W[o, c, u, v] * x[b, c, i*s + u - p, j*s + v - p]
 //! ```
 //!
-//! (x is zero outside the image). Two algorithms compute it and its gradients:
+//! (x is zero outside the image), plus, for [`Tensor::conv2d_add`], an addend
+//! written in the same pass (`conv/epilogue.rs`). Two algorithms compute it and
+//! its gradients:
 //!
 //! - im2col (`conv/im2col.rs`): copy the input into a column matrix and multiply
 //!   it by the weight, for any kernel, stride and padding;

@@ -51,7 +51,10 @@
 //! columns a tile reads are separated with one permute each, and output tiles
 //! are interleaved back the same way. The weight gradient's `dM` is
 //! written with each tile's channels contiguous instead, gathered from
-//! several planes (`transforms.rs`).
+//! several planes (`transforms.rs`). The weight gradient has blocks and groups
+//! of its own: each block's products accumulate into its group's `dV^T`, which
+//! for wide layers is larger than L2, so its blocks are about as large as
+//! `dV^T` and its groups hold enough images for such a block.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -99,6 +102,13 @@ pub(super) fn takes_filters([cout, cin, kh, kw]: [usize; 4], stride: usize, pad:
     kh == 3 && kw == 3 && stride == 1 && pad == 1 && cin >= 4 && cout >= 4
 }
 
+/// Tiles whose transforms (`16 (Cin + Cout)` floats each) are as large as the
+/// weight gradient's `dV^T` (`16 Cin Cout` floats): the block size at which its
+/// products spend as much on their inputs as on their accumulator.
+fn balanced_tiles(g: &Geometry) -> usize {
+    g.cin * g.cout / (g.cin + g.cout).max(1)
+}
+
 /// The tiling of one output plane: `th x tw` tiles of 2x2 pixels.
 #[derive(Debug, Clone, Copy)]
 struct Tiling {
@@ -121,7 +131,7 @@ impl Tiling {
     /// With 32 tiles a block, a 256 -> 256 layer moved 8 MB of `dV^T` through
     /// the caches for every 67 MFLOP.
     fn weight_rows_per_block(&self, g: &Geometry, rows: usize) -> usize {
-        let balanced = (g.cin * g.cout / (g.cin + g.cout).max(1)).div_ceil(self.tw.max(1));
+        let balanced = balanced_tiles(g).div_ceil(self.tw.max(1));
         self.rows_per_block(g, rows).max(balanced).min(rows.max(1))
     }
 
@@ -404,7 +414,7 @@ pub(super) fn backward(
 /// had eight groups of 16 tiles each.
 fn weight_products_parallel(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let t = Tiling::new(g);
-    let balanced = (g.cin * g.cout / (g.cin + g.cout).max(1)).div_ceil((t.th * t.tw).max(1));
+    let balanced = balanced_tiles(g).div_ceil((t.th * t.tw).max(1));
     let per_thread = g.batch.div_ceil(rayon::current_num_threads().max(1));
     let gi = balanced.min(per_thread).max(g.group_images());
     let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(gi))
