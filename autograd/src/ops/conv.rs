@@ -60,7 +60,7 @@ impl Var {
             Some(a) => xv.conv2d_add(wv, bv, a.value(), params)?,
             None => xv.conv2d(wv, bv, params)?,
         };
-        let (x, w) = (self.value().clone(), weight.value().clone());
+        let (x, w) = (xv.clone(), wv.clone());
         let (need_dx, need_dw) = (self.requires_grad(), weight.requires_grad());
         let with_bias = bias.is_some();
         let added = addend.map(Operand::of);

@@ -74,7 +74,7 @@ pub(super) fn backward(
     need_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let dwt_len = if x.is_some() { g.cout * g.k() } else { 0 };
-    let (dx, dwt, db) = backward_groups(g, x, dy, need_dx, dwt_len, |xc, dyc, dxc| {
+    let (dx, dwt, db) = backward_groups(g, g.group_images(), x, dy, need_dx, dwt_len, |xc, dyc, dxc| {
         backward_group(g, xc, w, dyc, dxc)
     });
     (dx, transpose(&dwt, g.k(), g.cout), db)

@@ -315,19 +315,20 @@ fn backward(
     im2col::backward(g, x, w, dy, need_dx)
 }
 
-/// Runs `group(x, dy, dx)` on every group of images in parallel, with the group's
-/// slices of `x` (when given), `dy` and, when `need_dx`, the zeroed `dx`; returns
-/// `dx` and the groups' weight gradients (each `dw_len` long) and bias gradients,
-/// summed.
+/// Runs `group(x, dy, dx)` on every group of `gi` images in parallel (usually
+/// [`Geometry::group_images`]), with the group's slices of `x` (when given), `dy`
+/// and, when `need_dx`, the zeroed `dx`; returns `dx` and the groups' weight
+/// gradients (each `dw_len` long) and bias gradients, summed.
 fn backward_groups(
     g: &Geometry,
+    gi: usize,
     x: Option<&[f32]>,
     dy: &[f32],
     need_dx: bool,
     dw_len: usize,
     group: impl Fn(Option<&[f32]>, &[f32], Option<&mut [f32]>) -> Partial + Sync,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    let gi = g.group_images();
+    let gi = gi.max(1);
     let (ii, io) = (gi * g.image_in(), gi * g.image_out());
     let run = |i: usize, dxc: Option<&mut [f32]>| {
         let dyc = &dy[i * io..(i * io + io).min(dy.len())];
@@ -347,13 +348,24 @@ fn backward_groups(
     } else {
         Vec::new()
     };
-    let mut dw = vec![0.0; dw_len];
-    let mut db = vec![0.0; g.cout];
-    for p in &partials {
-        dw.iter_mut().zip(&p.dw).for_each(|(a, b)| *a += b);
-        db.iter_mut().zip(&p.db).for_each(|(a, b)| *a += b);
+    let (dws, dbs): (Vec<_>, Vec<_>) = partials.into_iter().map(|p| (p.dw, p.db)).unzip();
+    (
+        need_dx.then_some(dx),
+        sum_parts(dws, dw_len),
+        sum_parts(dbs, g.cout),
+    )
+}
+
+/// The element-wise sum of `parts` in order, into the first one (no zeroed
+/// accumulator: the Winograd weight gradient's parts are 4 MB at 256
+/// channels); `len` zeros when there are none.
+fn sum_parts(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    let mut parts = parts.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![0.0; len]);
+    for p in parts {
+        sum.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
     }
-    (need_dx.then_some(dx), dw, db)
+    sum
 }
 
 /// Row-major slice of a tensor that `contiguous()` returned.

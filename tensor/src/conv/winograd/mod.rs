@@ -58,8 +58,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rayon::prelude::*;
-
 use super::{backward_groups, bias_grad, forward_groups, with_scratch, Epilogue, Geometry, Partial};
 use crate::gemm::{gemm, MatMut, MatRef};
 use crate::simd::{self, Kernel, Vector};
@@ -389,7 +387,7 @@ pub(super) fn backward(
     } else {
         Vec::new()
     };
-    let (dx, _, db) = backward_groups(g, None, dy, need_dx, 0, |_, dyc, dxc| {
+    let (dx, _, db) = backward_groups(g, g.group_images(), None, dy, need_dx, 0, |_, dyc, dxc| {
         if let Some(dxc) = dxc {
             correlate(g, Channels::input_grad(g), &wt, dyc, Epilogue::default(), dxc);
         }
@@ -417,20 +415,11 @@ fn weight_products_parallel(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let balanced = balanced_tiles(g).div_ceil((t.th * t.tw).max(1));
     let per_thread = g.batch.div_ceil(rayon::current_num_threads().max(1));
     let gi = balanced.min(per_thread).max(g.group_images());
-    let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(gi))
-        .into_par_iter()
-        .map(|i| {
-            let images = gi.min(g.batch - i * gi);
-            let xc = &x[i * gi * g.image_in()..][..images * g.image_in()];
-            let dyc = &dy[i * gi * g.image_out()..][..images * g.image_out()];
-            weight_products(g, xc, dyc)
-        })
-        .collect();
-    let mut parts = partials.into_iter();
-    let mut dvt = parts.next().unwrap_or_else(|| vec![0.0; XI * g.cin * g.cout]);
-    for p in parts {
-        dvt.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-    }
+    let dv_len = XI * g.cin * g.cout;
+    let (_, dvt, _) = backward_groups(g, gi, Some(x), dy, false, dv_len, |xc, dyc, _| Partial {
+        dw: xc.map_or_else(Vec::new, |xc| weight_products(g, xc, dyc)),
+        db: Vec::new(),
+    });
     dvt
 }
 
